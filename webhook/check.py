@@ -1,0 +1,118 @@
+"""`netpol-guard check`: judge manifests offline with the same engine as the webhook.
+
+Every object is judged as a CREATE in a cluster holding the Namespaces and
+NetworkPolicies found in the same inputs (order does not matter, as with
+`kubectl apply` of a bundle whose policies were applied first).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from webhook.core.config import Config
+from webhook.core.engine import Decision, Engine, Request, User
+from webhook.core.errors import ObjectError
+from webhook.loading import InputError, Manifest, read_manifests, state_from_manifests
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    manifest: Manifest
+    namespace: str  # "" for cluster-scoped objects (Namespace)
+    decision: Decision
+
+    def as_json(self) -> dict[str, object]:
+        decision = self.decision
+        return {
+            "kind": self.manifest.kind,
+            "namespace": self.namespace,
+            "name": self.manifest.name,
+            "allowed": decision.allowed,
+            "violations": [
+                {"rule": v.rule, "action": v.action, "message": v.text} for v in decision.violations
+            ],
+            "isolation": decision.isolation.as_dict() if decision.isolation is not None else None,
+        }
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    results: list[CheckResult]
+
+    @property
+    def allowed(self) -> bool:
+        return all(result.decision.allowed for result in self.results)
+
+
+def run_check(
+    paths: list[str],
+    config: Config,
+    *,
+    default_namespace: str = "default",
+    user: str = "",
+    groups: Iterable[str] = (),
+) -> CheckReport:
+    """Read and judge; raises InputError (with file and document) for bad input."""
+    manifests = read_manifests(paths)
+    state = state_from_manifests(manifests, default_namespace)
+    engine = Engine(config, offline=True)
+    requester = User(username=user, groups=frozenset(groups))
+    results = []
+    for manifest in manifests:
+        cluster_scoped = manifest.kind == "Namespace"
+        namespace = "" if cluster_scoped else manifest.namespace(default_namespace)
+        request = Request(
+            kind=manifest.kind,
+            operation="CREATE",
+            namespace=namespace,
+            name=manifest.name,
+            object=manifest.obj,
+            user=requester,
+        )
+        try:
+            decision = engine.review(request, state, with_isolation=True)
+        except ObjectError as error:
+            raise InputError(f"{manifest.where}: {manifest.kind} {manifest.name}: {error}") from None
+        results.append(CheckResult(manifest, namespace, decision))
+    return CheckReport(results)
+
+
+def render(report: CheckReport, output: str) -> str:
+    if output == "json":
+        return json.dumps({"results": [r.as_json() for r in report.results]}, indent=2) + "\n"
+    return _table(report)
+
+
+def _table(report: CheckReport) -> str:
+    rows = [("RESULT", "KIND", "NAMESPACE/NAME", "ISOLATION", "RULES")]
+    details: list[str] = []
+    for result in report.results:
+        decision = result.decision
+        if not decision.allowed:
+            verdict = "DENY"
+        elif decision.violations:
+            verdict = "WARN"
+        else:
+            verdict = "ok"
+        name = f"{result.namespace}/{result.manifest.name}" if result.namespace else result.manifest.name
+        isolation = "-"
+        if decision.isolation is not None:
+            isolation = "ingress:{} egress:{}".format(
+                "yes" if decision.isolation.ingress else "no", "yes" if decision.isolation.egress else "no"
+            )
+        rules = ",".join(decision.rules) or ("exempt" if decision.exempt else "-")
+        rows.append((verdict, result.manifest.kind, name, isolation, rules))
+        for violation in decision.violations:
+            details.append(f"{violation.action.upper()} {result.manifest.where}\n  " +
+                           violation.text.replace("\n", "\n  "))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
+    denied = sum(1 for r in report.results if not r.decision.allowed)
+    warned = sum(1 for r in report.results if r.decision.allowed and r.decision.violations)
+    summary = f"{len(report.results)} objects: {denied} denied, {warned} with warnings"
+    text = "\n".join(lines) + "\n"
+    if details:
+        text += "\n" + "\n".join(details) + "\n"
+    return text + "\n" + summary + "\n"

@@ -1,0 +1,121 @@
+"""`netpol-guard` command line: check, serve, certs, rules (a thin shell; the decisions live in webhook.core)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from webhook import __version__
+from webhook.core.config import Config, ConfigError
+from webhook.loading import InputError, load_config
+
+
+def _load_config_or_exit(path: str | None) -> Config:
+    try:
+        return load_config(path)
+    except ConfigError as error:
+        click.echo(f"netpol-guard: invalid configuration\n{error}", err=True)
+        sys.exit(2)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="netpol-guard")
+def main() -> None:
+    """netpol-guard: deny-all NetworkPolicy coverage and NetworkPolicy rules, enforced at admission."""
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Config YAML file.")
+@click.option("--output", "-o", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--namespace", "-n", default="default", show_default=True,
+              help="Namespace for objects that do not name one.")
+@click.option("--mode", type=click.Choice(["enforce", "audit"]), help="Override the config's global mode.")
+@click.option("--user", default="", help="Judge as this requesting user (principal exemptions, admins).")
+@click.option("--group", "groups", multiple=True, help="Judge as a member of this group (repeatable).")
+def check(paths: tuple[str, ...], config_path: str | None, output: str, namespace: str, mode: str | None,
+          user: str, groups: tuple[str, ...]) -> None:
+    """Judge manifests offline (files, directories, - for stdin).
+
+    Each object is judged as if created in a cluster holding the Namespaces and
+    NetworkPolicies found in the same inputs. Exit 0: all admitted; 1: something
+    would be denied; 2: bad input or usage.
+    """
+    from webhook.check import render, run_check
+
+    config = _load_config_or_exit(config_path)
+    if mode is not None:
+        config = config.model_copy(update={"mode": mode})
+    try:
+        report = run_check(list(paths), config, default_namespace=namespace, user=user, groups=groups)
+    except InputError as error:
+        click.echo(f"netpol-guard: {error}", err=True)
+        sys.exit(2)
+    click.echo(render(report, output), nl=False)
+    sys.exit(0 if report.allowed else 1)
+
+
+@main.command()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Config YAML file.")
+@click.option("--host", help="Address to listen on (default 0.0.0.0).")
+@click.option("--port", type=int, help="HTTPS port (default 8443).")
+@click.option("--cert-dir", help="Directory holding tls.crt and tls.key (reloaded when they change).")
+@click.option("--mode", type=click.Choice(["enforce", "audit"]), help="Override the config's global mode.")
+@click.option("--kubeconfig", help="Kubeconfig file (default: in-cluster config, then ~/.kube/config).")
+@click.option("--state", help="Take Namespaces and NetworkPolicies from manifests here instead of a cluster.")
+def serve(config_path: str | None, host: str | None, port: int | None, cert_dir: str | None,
+          mode: str | None, kubeconfig: str | None, state: str | None) -> None:
+    """Run the HTTPS admission webhook (POST /validate, /healthz, /readyz, /metrics)."""
+    from webhook.server.run import serve as run_server
+
+    config = _load_config_or_exit(config_path)
+    server_overrides: dict[str, Any] = {
+        key: value
+        for key, value in {"host": host, "port": port, "cert_dir": cert_dir,
+                           "kubeconfig": kubeconfig, "state": state}.items()
+        if value is not None
+    }
+    updates: dict[str, Any] = {"server": config.server.model_copy(update=server_overrides)}
+    if mode is not None:
+        updates["mode"] = mode
+    sys.exit(run_server(config.model_copy(update=updates)))
+
+
+@main.command()
+@click.option("--out-dir", default="certs", show_default=True, help="Where to write ca.crt, tls.crt, tls.key.")
+@click.option("--service", default="netpol-guard", show_default=True, help="The webhook Service name.")
+@click.option("--namespace", default="netpol-guard", show_default=True, help="The webhook Service namespace.")
+@click.option("--host", "hosts", multiple=True, help="Extra DNS name or IP for the certificate (repeatable).")
+@click.option("--days", default=365, show_default=True, help="Validity of the serving certificate.")
+@click.option("--webhook-manifest", type=click.Path(dir_okay=False),
+              help="Write the caBundle into this ValidatingWebhookConfiguration YAML file.")
+def certs(out_dir: str, service: str, namespace: str, hosts: tuple[str, ...], days: int,
+          webhook_manifest: str | None) -> None:
+    """Make a CA and a serving certificate for the webhook, and print the caBundle."""
+    from webhook.certs import CertError, make_certs
+
+    try:
+        result = make_certs(out_dir, service=service, namespace=namespace, hosts=list(hosts), days=days,
+                            webhook_manifest=webhook_manifest)
+    except CertError as error:
+        click.echo(f"netpol-guard: {error}", err=True)
+        sys.exit(2)
+    click.echo(result.summary())
+
+
+@main.command()
+def rules() -> None:
+    """List the rule catalogue with default actions."""
+    from webhook.core.rules import CATALOGUE
+
+    defaults = Config().rules
+    width = max(len(rule.id) for rule in CATALOGUE)
+    for rule in CATALOGUE:
+        action = defaults.get(rule.id).action
+        click.echo(f"{rule.id:<{width}}  {action:<7}  {rule.applies_to}: {rule.rejects}")
+
+
+if __name__ == "__main__":
+    main()

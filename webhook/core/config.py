@@ -1,0 +1,231 @@
+"""The configuration: one YAML document, validated with pydantic, camelCase keys as in Kubernetes.
+
+Reading the file is the shells' job (webhook.loading); this module only says
+what a valid configuration is, so a typo in a key or a rule id stops the
+process with the field named instead of being silently ignored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from webhook.core.errors import ObjectError
+from webhook.core.selectors import LabelSelector, parse_selector
+
+Mode = Literal["enforce", "audit"]
+Action = Literal["enforce", "warn", "off"]
+Protocol = Literal["TCP", "UDP", "SCTP"]
+
+SYSTEM_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+
+class Selector(_Strict):
+    """A Kubernetes LabelSelector in the config file."""
+
+    match_labels: dict[str, str] = Field(default_factory=dict, alias="matchLabels")
+    match_expressions: list[dict[str, Any]] = Field(default_factory=list, alias="matchExpressions")
+
+    @model_validator(mode="after")
+    def _compiles(self) -> Selector:
+        try:
+            self.compiled()
+        except ObjectError as error:
+            raise ValueError(str(error)) from None
+        return self
+
+    def compiled(self) -> LabelSelector:
+        return parse_selector(
+            {"matchLabels": self.match_labels, "matchExpressions": self.match_expressions}, "selector"
+        )
+
+
+class Principals(_Strict):
+    users: list[str] = Field(default_factory=list)
+    groups: list[str] = Field(default_factory=list)
+    # "namespace:name", "namespace/name" or the full "system:serviceaccount:namespace:name"
+    service_accounts: list[str] = Field(default_factory=list, alias="serviceAccounts")
+
+    @field_validator("service_accounts")
+    @classmethod
+    def _well_formed(cls, values: list[str]) -> list[str]:
+        for value in values:
+            if service_account_username(value) is None:
+                raise ValueError(f"{value!r} is not namespace:name, namespace/name or "
+                                 "system:serviceaccount:namespace:name")
+        return values
+
+    def usernames(self) -> frozenset[str]:
+        accounts = {service_account_username(v) for v in self.service_accounts}
+        return frozenset(self.users) | {a for a in accounts if a}
+
+    def includes(self, username: str, groups: frozenset[str]) -> bool:
+        return username in self.usernames() or not groups.isdisjoint(self.groups)
+
+
+def service_account_username(value: str) -> str | None:
+    if value.startswith("system:serviceaccount:"):
+        parts = value.split(":")
+        return value if len(parts) == 4 and all(parts[2:]) else None
+    for separator in (":", "/"):
+        namespace, found, name = value.partition(separator)
+        if found and namespace and name and separator not in name:
+            return f"system:serviceaccount:{namespace}:{name}"
+    return None
+
+
+class Exemptions(_Strict):
+    # Added to the built-in system namespaces and netpol-guard's own namespace.
+    namespaces: list[str] = Field(default_factory=list)
+    namespace_selector: Selector | None = Field(default=None, alias="namespaceSelector")
+    principals: Principals = Field(default_factory=Principals)
+
+
+class ModeOverride(_Strict):
+    namespace_selector: Selector = Field(alias="namespaceSelector")
+    mode: Mode
+
+
+class OpenPort(_Strict):
+    port: int | str
+    end_port: int | None = Field(default=None, alias="endPort")
+    protocol: Protocol = "TCP"
+
+    @model_validator(mode="after")
+    def _valid_range(self) -> OpenPort:
+        if isinstance(self.port, int) and not 1 <= self.port <= 65535:
+            raise ValueError(f"port must be between 1 and 65535, not {self.port}")
+        if self.end_port is not None:
+            if not isinstance(self.port, int):
+                raise ValueError("endPort needs a numeric port")
+            if not self.port <= self.end_port <= 65535:
+                raise ValueError(f"endPort must be between port and 65535, not {self.end_port}")
+        return self
+
+
+class RuleSettings(_Strict):
+    action: Action = "enforce"
+    exempt_namespaces: list[str] = Field(default_factory=list, alias="exemptNamespaces")
+
+
+class AllowAllIngressSettings(RuleSettings):
+    open_ports: list[OpenPort] = Field(default_factory=list, alias="openPorts")
+
+
+def _dns_ports() -> list[OpenPort]:
+    return [OpenPort(port=53, protocol="UDP"), OpenPort(port=53, protocol="TCP")]
+
+
+class AllowAllEgressSettings(RuleSettings):
+    open_ports: list[OpenPort] = Field(default_factory=_dns_ports, alias="openPorts")
+
+
+class BroadCidrSettings(RuleSettings):
+    min_prefix_v4: int = Field(default=8, ge=0, le=32, alias="minPrefixV4")
+    min_prefix_v6: int = Field(default=32, ge=0, le=128, alias="minPrefixV6")
+
+
+class PortRangeSettings(RuleSettings):
+    max_ports: int = Field(default=1024, ge=1, le=65536, alias="maxPorts")
+
+
+class ExplicitPolicyTypesSettings(RuleSettings):
+    action: Action = "warn"
+
+
+class ProtectedLabelsSettings(RuleSettings):
+    admin_principals: Principals = Field(
+        default_factory=lambda: Principals(groups=["system:masters"]), alias="adminPrincipals"
+    )
+
+
+class Rules(_Strict):
+    deny_all_coverage: RuleSettings = Field(default_factory=RuleSettings, alias="deny-all-coverage")
+    host_network: RuleSettings = Field(default_factory=RuleSettings, alias="host-network")
+    allow_all_ingress: AllowAllIngressSettings = Field(
+        default_factory=AllowAllIngressSettings, alias="allow-all-ingress"
+    )
+    allow_all_egress: AllowAllEgressSettings = Field(
+        default_factory=AllowAllEgressSettings, alias="allow-all-egress"
+    )
+    any_namespace: RuleSettings = Field(default_factory=RuleSettings, alias="any-namespace")
+    broad_cidr: BroadCidrSettings = Field(default_factory=BroadCidrSettings, alias="broad-cidr")
+    metadata_endpoint: RuleSettings = Field(default_factory=RuleSettings, alias="metadata-endpoint")
+    port_range: PortRangeSettings = Field(default_factory=PortRangeSettings, alias="port-range")
+    explicit_policy_types: ExplicitPolicyTypesSettings = Field(
+        default_factory=ExplicitPolicyTypesSettings, alias="explicit-policy-types"
+    )
+    protect_deny_all: RuleSettings = Field(default_factory=RuleSettings, alias="protect-deny-all")
+    protected_labels: ProtectedLabelsSettings = Field(
+        default_factory=ProtectedLabelsSettings, alias="protected-labels"
+    )
+
+    def get(self, rule_id: str) -> RuleSettings:
+        value: RuleSettings = getattr(self, rule_id.replace("-", "_"))
+        return value
+
+
+class ServerSettings(_Strict):
+    """Settings of `netpol-guard serve`; each also has a command-line flag that wins over it."""
+
+    host: str = "0.0.0.0"
+    port: int = Field(default=8443, ge=1, le=65535)
+    cert_dir: str = Field(default="/etc/netpol-guard/tls", alias="certDir")
+    kubeconfig: str | None = None
+    state: str | None = None
+    max_body_bytes: int = Field(default=3 * 1024 * 1024, ge=1024, alias="maxBodyBytes")
+    # Seconds between re-reads of the certificate files (rotation without restart).
+    cert_reload_seconds: float = Field(default=10.0, gt=0, alias="certReloadSeconds")
+
+
+class Config(_Strict):
+    mode: Mode = "enforce"
+    coverage: Literal["namespace", "pod"] = "namespace"
+    # netpol-guard's own namespace: always exempt, so the webhook can never lock itself out.
+    namespace: str = "netpol-guard"
+    fail_closed: bool = Field(default=True, alias="failClosed")
+    exemptions: Exemptions = Field(default_factory=Exemptions)
+    mode_overrides: list[ModeOverride] = Field(default_factory=list, alias="modeOverrides")
+    rules: Rules = Field(default_factory=Rules)
+    server: ServerSettings = Field(default_factory=ServerSettings)
+
+    def exempt_namespace_names(self) -> frozenset[str]:
+        return frozenset(SYSTEM_NAMESPACES) | {self.namespace} | set(self.exemptions.namespaces)
+
+    def protected_label_keys(self) -> frozenset[str]:
+        """Namespace label keys that decide exemptions or modes, which protected-labels guards."""
+        keys: set[str] = set()
+        if self.exemptions.namespace_selector is not None:
+            keys |= self.exemptions.namespace_selector.compiled().keys()
+        for override in self.mode_overrides:
+            keys |= override.namespace_selector.compiled().keys()
+        return frozenset(keys)
+
+
+class ConfigError(ValueError):
+    """An invalid configuration; the message names every bad field."""
+
+
+def config_from_data(data: Any, source: str = "config") -> Config:
+    """Validate already-parsed YAML (None or {} gives the defaults)."""
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{source}: the configuration must be a mapping, not {type(data).__name__}")
+    try:
+        return Config.model_validate(data)
+    except ValidationError as error:
+        problems = []
+        for item in error.errors():
+            where = ".".join(str(part) for part in item["loc"]) or "(top level)"
+            message = item["msg"]
+            if item["type"] == "extra_forbidden":
+                message = "unknown key" + (" (not a rule id)" if item["loc"][:1] == ("rules",) else "")
+            problems.append(f"{source}: {where}: {message}")
+        raise ConfigError("\n".join(problems)) from None

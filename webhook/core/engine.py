@@ -1,0 +1,397 @@
+"""The engine: one admission question in, one decision out.
+
+The webhook, `check` and `audit` all call `Engine.review`, so they cannot disagree.
+A request is plain data (`Request`); the cluster is a `ClusterView`. When a deny
+rests on the policies of a namespace, the decision says which namespace
+(`confirm_namespace`), so the service can re-read it live and ask again before
+refusing: a deny-all applied a moment earlier is never missed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+from webhook.core.config import Config, Mode
+from webhook.core.coverage import NOT_ISOLATED, Isolation, isolation_of, namespace_coverage
+from webhook.core.errors import ObjectError
+from webhook.core.netpol import NetworkPolicy, parse_network_policy
+from webhook.core.rules import Finding, policy_findings
+from webhook.core.selectors import LabelSelector
+from webhook.core.state import NAME_LABEL, ClusterView
+from webhook.core.workloads import WORKLOAD_KINDS, PodTemplate, pod_template
+
+Operation = Literal["CREATE", "UPDATE", "DELETE", "CONNECT"]
+JUDGED_KINDS = WORKLOAD_KINDS | {"NetworkPolicy", "Namespace"}
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    username: str = ""
+    groups: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """An admission question: `kind` is the object's kind, `namespace` "" for cluster-scoped objects."""
+
+    kind: str
+    operation: Operation
+    namespace: str
+    name: str
+    object: Mapping[str, Any] | None = None
+    old_object: Mapping[str, Any] | None = None
+    user: User = User()
+    dry_run: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    rule: str
+    action: Literal["deny", "warn"]
+    message: str  # one line
+    fix: str | None = None
+
+    @property
+    def text(self) -> str:
+        return self.message if self.fix is None else f"{self.message}\n{self.fix}"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    kind: str
+    namespace: str
+    name: str
+    mode: Mode
+    violations: tuple[Violation, ...] = ()
+    judged: bool = True  # False: not a kind or operation netpol-guard has an opinion on
+    exempt: str | None = None  # why no rule applied (exempt namespace, principal, being deleted)
+    isolation: Isolation | None = None  # real per-pod isolation, for pods and pod templates
+    confirm_namespace: str | None = None  # a deny rests on this namespace's policies: re-read and retry
+    notes: tuple[str, ...] = ()
+
+    @property
+    def allowed(self) -> bool:
+        return not any(v.action == "deny" for v in self.violations)
+
+    @property
+    def denials(self) -> tuple[Violation, ...]:
+        return tuple(v for v in self.violations if v.action == "deny")
+
+    @property
+    def rules(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(v.rule for v in self.violations))
+
+    def deny_message(self) -> str:
+        return "\n".join(v.text for v in self.denials)
+
+    def warnings(self) -> list[str]:
+        """Short lines for AdmissionReview `warnings` (kubectl prints each as `Warning: ...`)."""
+        lines = []
+        for violation in self.violations:
+            if violation.action == "warn":
+                prefix = "[audit mode, not enforced] " if self.mode == "audit" else ""
+                lines.append(prefix + violation.message)
+                if violation.fix:
+                    lines.append(violation.fix)
+        return lines
+
+    def audit_annotations(self) -> dict[str, str]:
+        """`auditAnnotations` for the API server audit log; keys must not contain '/'."""
+        annotations: dict[str, str] = {}
+        for violation in self.violations:
+            key = f"{violation.rule}.{violation.action}"
+            annotations[key] = "; ".join(filter(None, (annotations.get(key), violation.message)))
+        return annotations
+
+
+@dataclass
+class _Context:
+    request: Request
+    namespace: str
+    mode: Mode
+    ref: str
+    findings: list[Finding] = field(default_factory=list)
+    confirm: bool = False
+
+
+class Engine:
+    def __init__(self, config: Config, *, offline: bool = False) -> None:
+        """`offline` is True for `check`: objects have not been through API server defaulting."""
+        self.config = config
+        self.offline = offline
+        self._exempt_names = config.exempt_namespace_names()
+        selector = config.exemptions.namespace_selector
+        self._exempt_selector: LabelSelector | None = selector.compiled() if selector else None
+        self._overrides = [(o.namespace_selector.compiled(), o.mode) for o in config.mode_overrides]
+        self._protected_keys = config.protected_label_keys() - {NAME_LABEL}
+
+    # ----- public -----
+    def review(self, request: Request, view: ClusterView, *, with_isolation: bool = False) -> Decision:
+        """Judge one request. Raises ObjectError when the object is malformed."""
+        obj = request.old_object if request.operation == "DELETE" else request.object
+        namespace = request.name if request.kind == "Namespace" else request.namespace
+        mode = self._mode_for(request, view, namespace)
+        ref = f"{request.kind} {_object_name(request, obj)}"
+        base = Decision(kind=request.kind, namespace=namespace, name=request.name, mode=mode)
+        if request.kind not in JUDGED_KINDS or request.operation == "CONNECT" or obj is None:
+            return _replace(base, judged=False)
+
+        template = pod_template(request.kind, obj) if request.kind in WORKLOAD_KINDS else None
+        isolation = None
+        if with_isolation and template is not None:
+            isolation = (
+                NOT_ISOLATED if template.host_network else isolation_of(template.labels, view.policies(namespace))
+            )
+        base = _replace(base, isolation=isolation)
+
+        exempt = self._exemption(request, view, namespace, obj)
+        if exempt is not None:
+            return _replace(base, exempt=exempt)
+
+        context = _Context(request=request, namespace=namespace, mode=mode, ref=ref)
+        if template is not None:
+            self._judge_workload(context, template, view)
+        elif request.kind == "NetworkPolicy":
+            self._judge_network_policy(context, view)
+        else:
+            self._judge_namespace(context)
+        violations = self._violations(context)
+        denies_on_policies = context.confirm and any(v.action == "deny" for v in violations)
+        return _replace(
+            base,
+            violations=violations,
+            confirm_namespace=namespace if denies_on_policies else None,
+        )
+
+    def mode_for_namespace(self, labels: Mapping[str, str]) -> Mode:
+        for selector, mode in self._overrides:
+            if selector.matches(labels):
+                return mode
+        return self.config.mode
+
+    # ----- modes, exemptions, actions -----
+    def _mode_for(self, request: Request, view: ClusterView, namespace: str) -> Mode:
+        return self.mode_for_namespace(self._namespace_labels(request, view, namespace))
+
+    def _namespace_labels(self, request: Request, view: ClusterView, namespace: str) -> Mapping[str, str]:
+        if request.kind == "Namespace":
+            # A Namespace is judged by the labels it has now, never by the ones it asks for:
+            # otherwise adding an exemption label would exempt the request that adds it.
+            old = request.old_object if request.operation != "CREATE" else None
+            return _labels_of(old) if old is not None else {}
+        info = view.namespace(namespace)
+        return info.labels if info is not None else {NAME_LABEL: namespace}
+
+    def _exemption(
+        self, request: Request, view: ClusterView, namespace: str, obj: Mapping[str, Any]
+    ) -> str | None:
+        metadata = obj.get("metadata") if isinstance(obj, Mapping) else None
+        if isinstance(metadata, Mapping) and metadata.get("deletionTimestamp") is not None:
+            return "the object is being deleted"
+        if namespace in self._exempt_names:
+            return f"namespace {namespace} is exempt by name"
+        if self._exempt_selector is not None and self._exempt_selector.matches(
+            self._namespace_labels(request, view, namespace)
+        ):
+            return f"namespace {namespace} is exempt by label ({self._exempt_selector.describe()})"
+        if self.config.exemptions.principals.includes(request.user.username, request.user.groups):
+            return f"requester {request.user.username or '(unknown)'} is an exempt principal"
+        return None
+
+    def _violations(self, context: _Context) -> tuple[Violation, ...]:
+        violations = []
+        for finding in context.findings:
+            settings = self.config.rules.get(finding.rule)
+            if settings.action == "off" or context.namespace in settings.exempt_namespaces:
+                continue
+            action: Literal["deny", "warn"] = (
+                "deny" if settings.action == "enforce" and context.mode == "enforce" else "warn"
+            )
+            violations.append(Violation(finding.rule, action, finding.message, finding.fix))
+        return tuple(violations)
+
+    # ----- workloads -----
+    def _judge_workload(self, context: _Context, template: PodTemplate, view: ClusterView) -> None:
+        request = context.request
+        if request.operation == "UPDATE" and not self._update_lands_pods(request, template):
+            return
+        if request.operation == "DELETE":
+            return
+        if template.host_network and not (request.kind == "Pod" and request.operation == "UPDATE"):
+            context.findings.append(Finding(
+                "host-network",
+                f"host-network: {context.ref}: {template.field or 'spec'}"
+                f"{'.spec' if template.field else ''}.hostNetwork is true; no NetworkPolicy can isolate it",
+                "fix: remove hostNetwork: true (use a Service or hostPort for node-level access)",
+            ))
+        if self.config.coverage == "namespace":
+            coverage = view.coverage(context.namespace)
+            if not coverage.complete:
+                context.findings.append(_namespace_coverage_finding(context, coverage))
+                context.confirm = True
+        else:
+            isolation = isolation_of(template.labels, view.policies(context.namespace))
+            if not isolation.complete:
+                context.findings.append(_pod_coverage_finding(context, template, isolation))
+                context.confirm = True
+
+    def _update_lands_pods(self, request: Request, template: PodTemplate) -> bool:
+        """An UPDATE matters only when it can place pods differently: new template or more replicas."""
+        old = request.old_object
+        if old is None:
+            return True
+        if request.kind == "Pod":
+            # Pods are judged on UPDATE only in pod coverage mode, where labels decide coverage.
+            old_labels = _labels_of(old)
+            return self.config.coverage == "pod" and dict(old_labels) != dict(template.labels)
+        old_template = pod_template(request.kind, old)
+        if old_template is None or old_template.labels != template.labels:
+            return True
+        if old_template.host_network != template.host_network:
+            return True
+        new_replicas = _replicas(request.object)
+        old_replicas = _replicas(old)
+        return new_replicas is not None and (old_replicas is None or new_replicas > old_replicas)
+
+    # ----- network policies -----
+    def _judge_network_policy(self, context: _Context, view: ClusterView) -> None:
+        request = context.request
+        if request.operation in ("CREATE", "UPDATE") and request.object is not None:
+            policy = parse_network_policy(request.object, context.namespace)
+            context.findings += policy_findings(policy, self.config, self.offline)
+        if request.operation in ("UPDATE", "DELETE") and request.old_object is not None:
+            self._protect_deny_all(context, view)
+
+    def _protect_deny_all(self, context: _Context, view: ClusterView) -> None:
+        request = context.request
+        assert request.old_object is not None
+        info = view.namespace(context.namespace)
+        if info is not None and info.terminating:
+            return  # the namespace is being deleted: its policies must be allowed to go
+        old = parse_network_policy(request.old_object, context.namespace)
+        others = [p for p in view.policies(context.namespace) if p.name != old.name]
+        after: list[NetworkPolicy] = list(others)
+        if request.operation == "UPDATE" and request.object is not None:
+            after.append(parse_network_policy(request.object, context.namespace))
+        before = namespace_coverage([*others, old])
+        remaining = namespace_coverage(after)
+        lost = [d for d in before.missing + remaining.missing if d not in before.missing]
+        if not before.complete or not lost:
+            return
+        verb = "deleting" if request.operation == "DELETE" else "this change to"
+        context.findings.append(Finding(
+            "protect-deny-all",
+            f"protect-deny-all: {verb} NetworkPolicy {old.ref} would leave namespace {context.namespace} "
+            f"without default-deny for {' and '.join(lost)}",
+            "fix: apply another default-deny policy for that direction first (deleting the namespace is allowed)",
+        ))
+        context.confirm = True
+
+    # ----- namespaces -----
+    def _judge_namespace(self, context: _Context) -> None:
+        request = context.request
+        if request.operation not in ("CREATE", "UPDATE") or not self._protected_keys:
+            return
+        admins = self.config.rules.protected_labels.admin_principals
+        if admins.includes(request.user.username, request.user.groups):
+            return
+        new = _labels_of(request.object)
+        old = _labels_of(request.old_object) if request.operation == "UPDATE" else {}
+        changes = []
+        for key in sorted(self._protected_keys):
+            before, after = old.get(key), new.get(key)
+            if before == after:
+                continue
+            if before is None:
+                changes.append(f"adds {key}={after}")
+            elif after is None:
+                changes.append(f"removes {key}={before}")
+            else:
+                changes.append(f"changes {key} from {before} to {after}")
+        if changes:
+            who = request.user.username or "this requester"
+            context.findings.append(Finding(
+                "protected-labels",
+                f"protected-labels: {context.ref} {', '.join(changes)}; these labels decide netpol-guard's "
+                "exemptions or mode",
+                f"fix: ask a netpol-guard admin to change them ({who} is not an admin principal)",
+            ))
+
+
+def _namespace_coverage_finding(context: _Context, coverage: Isolation) -> Finding:
+    missing = coverage.missing
+    present = [f"{d}: {', '.join(coverage.by(d))}" for d in ("Ingress", "Egress") if coverage.by(d)]
+    have = f" (covered {'; '.join(present)})" if present else ""
+    return Finding(
+        "deny-all-coverage",
+        f"deny-all-coverage: {context.ref}: namespace {context.namespace} has no default-deny for "
+        f"{' and '.join(missing)}{have}",
+        _coverage_fix(context.namespace, missing),
+    )
+
+
+def _pod_coverage_finding(context: _Context, template: PodTemplate, isolation: Isolation) -> Finding:
+    missing = isolation.missing
+    present = [f"{d}: {', '.join(isolation.by(d))}" for d in ("Ingress", "Egress") if isolation.by(d)]
+    have = f" (isolated {'; '.join(present)})" if present else ""
+    labels = ",".join(f"{k}={v}" for k, v in sorted(template.labels.items())) or "no labels"
+    return Finding(
+        "deny-all-coverage",
+        f"deny-all-coverage: {context.ref}: no NetworkPolicy selecting its pods ({labels}) isolates "
+        f"{' and '.join(missing)}{have}",
+        _coverage_fix(context.namespace, missing),
+    )
+
+
+def _coverage_fix(namespace: str, missing: Sequence[str]) -> str:
+    # kubectl applies files in order and kustomize puts NetworkPolicies after workloads: say so.
+    return (
+        "fix: apply this default-deny first (NetworkPolicies before workloads): "
+        + default_deny_json(namespace, missing)
+    )
+
+
+def default_deny_json(namespace: str, directions: Sequence[str]) -> str:
+    """The exact default-deny policy to apply, as one line of JSON (valid YAML for `kubectl apply -f -`)."""
+    suffix = "all" if len(directions) == 2 else directions[0].lower()
+    types = ",".join(f'"{d}"' for d in directions)
+    return (
+        '{"apiVersion":"networking.k8s.io/v1","kind":"NetworkPolicy","metadata":{"name":"default-deny-'
+        f'{suffix}","namespace":"{namespace}"}},"spec":{{"podSelector":{{}},"policyTypes":[{types}]}}}}'
+    )
+
+
+def _labels_of(obj: Mapping[str, Any] | None) -> Mapping[str, str]:
+    if obj is None:
+        return {}
+    metadata = obj.get("metadata") or {}
+    if not isinstance(metadata, Mapping):
+        raise ObjectError("metadata", "must be a mapping")
+    labels = metadata.get("labels") or {}
+    if not isinstance(labels, Mapping):
+        raise ObjectError("metadata.labels", "must be a mapping")
+    return labels
+
+
+def _replicas(obj: Mapping[str, Any] | None) -> int | None:
+    spec = obj.get("spec") if isinstance(obj, Mapping) else None
+    value = spec.get("replicas") if isinstance(spec, Mapping) else None
+    return value if isinstance(value, int) else None
+
+
+def _object_name(request: Request, obj: Mapping[str, Any] | None) -> str:
+    name = request.name
+    if not name and isinstance(obj, Mapping):
+        metadata = obj.get("metadata") or {}
+        if isinstance(metadata, Mapping):
+            name = metadata.get("name") or (
+                f"{metadata['generateName']}*" if metadata.get("generateName") else ""
+            )
+    name = name or "(unnamed)"
+    return f"{request.namespace}/{name}" if request.namespace and request.kind != "Namespace" else name
+
+
+def _replace(decision: Decision, **changes: Any) -> Decision:
+    return replace(decision, **changes)

@@ -1,0 +1,160 @@
+"""The engine's view of a cluster: Namespaces and NetworkPolicies, coverage precomputed.
+
+`ClusterState` is plain in-memory data. The shells fill it: the informer from a
+list+watch, `check` and `serve --state` from manifests. Coverage is recomputed
+for one namespace whenever one of its namespace-wide policies changes, so a
+decision costs a dictionary lookup whatever the number of policies.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from webhook.core.coverage import Isolation, namespace_coverage
+from webhook.core.errors import ObjectError
+from webhook.core.netpol import NetworkPolicy
+
+# The API server sets this label on every namespace (since 1.21); selectors may use it.
+NAME_LABEL = "kubernetes.io/metadata.name"
+
+
+@dataclass(frozen=True, slots=True)
+class NamespaceInfo:
+    name: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+    terminating: bool = False
+
+
+def parse_namespace(obj: Mapping[str, Any]) -> NamespaceInfo:
+    metadata = obj.get("metadata") or {}
+    if not isinstance(metadata, Mapping):
+        raise ObjectError("metadata", "must be a mapping")
+    name = metadata.get("name")
+    if not isinstance(name, str) or not name:
+        raise ObjectError("metadata.name", "required")
+    labels = metadata.get("labels") or {}
+    if not isinstance(labels, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
+    ):
+        raise ObjectError("metadata.labels", "must map label keys to string values")
+    status = obj.get("status") or {}
+    terminating = metadata.get("deletionTimestamp") is not None or (
+        isinstance(status, Mapping) and status.get("phase") == "Terminating"
+    )
+    return NamespaceInfo(name=name, labels={**labels, NAME_LABEL: name}, terminating=terminating)
+
+
+class ClusterView(Protocol):
+    """What the engine reads of a cluster."""
+
+    def namespace(self, name: str) -> NamespaceInfo | None: ...
+
+    def policies(self, namespace: str) -> Sequence[NetworkPolicy]: ...
+
+    def coverage(self, namespace: str) -> Isolation: ...
+
+
+class ClusterState:
+    """A mutable ClusterView, safe to update from one thread while others read."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._namespaces: dict[str, NamespaceInfo] = {}
+        self._policies: dict[str, dict[str, NetworkPolicy]] = {}
+        self._policy_lists: dict[str, tuple[NetworkPolicy, ...]] = {}
+        self._coverage: dict[str, Isolation] = {}
+
+    # --- reads (lock-free: each read sees one whole immutable value) ---
+    def namespace(self, name: str) -> NamespaceInfo | None:
+        return self._namespaces.get(name)
+
+    def policies(self, namespace: str) -> Sequence[NetworkPolicy]:
+        return self._policy_lists.get(namespace, ())
+
+    def coverage(self, namespace: str) -> Isolation:
+        found = self._coverage.get(namespace)
+        return found if found is not None else Isolation()
+
+    def namespace_names(self) -> list[str]:
+        return sorted(set(self._namespaces) | set(self._policy_lists))
+
+    def counts(self) -> tuple[int, int]:
+        """(namespaces, policies) held."""
+        return len(self._namespaces), sum(len(p) for p in self._policy_lists.values())
+
+    # --- writes ---
+    def set_namespace(self, info: NamespaceInfo) -> None:
+        with self._lock:
+            self._namespaces[info.name] = info
+
+    def remove_namespace(self, name: str) -> None:
+        with self._lock:
+            self._namespaces.pop(name, None)
+
+    def set_policy(self, policy: NetworkPolicy) -> None:
+        with self._lock:
+            self._policies.setdefault(policy.namespace, {})[policy.name] = policy
+            self._refresh(policy.namespace)
+
+    def remove_policy(self, namespace: str, name: str) -> None:
+        with self._lock:
+            if self._policies.get(namespace, {}).pop(name, None) is not None:
+                self._refresh(namespace)
+
+    def replace_policies(self, namespace: str, policies: Iterable[NetworkPolicy]) -> None:
+        """Swap in the complete policy set of one namespace (a live read)."""
+        with self._lock:
+            self._policies[namespace] = {p.name: p for p in policies}
+            self._refresh(namespace)
+
+    def replace_all(self, namespaces: Iterable[NamespaceInfo], policies: Iterable[NetworkPolicy]) -> None:
+        """Swap in a complete listing (initial sync or relist after 410 Gone)."""
+        by_namespace: dict[str, dict[str, NetworkPolicy]] = {}
+        for policy in policies:
+            by_namespace.setdefault(policy.namespace, {})[policy.name] = policy
+        lists = {ns: tuple(sorted(p.values(), key=lambda x: x.name)) for ns, p in by_namespace.items()}
+        coverage = {ns: namespace_coverage(p) for ns, p in lists.items()}
+        with self._lock:
+            self._namespaces = {n.name: n for n in namespaces}
+            self._policies = by_namespace
+            self._policy_lists = lists
+            self._coverage = coverage
+
+    def _refresh(self, namespace: str) -> None:
+        policies = self._policies.get(namespace, {})
+        if not policies:
+            self._policies.pop(namespace, None)
+            self._policy_lists.pop(namespace, None)
+            self._coverage.pop(namespace, None)
+            return
+        listed = tuple(sorted(policies.values(), key=lambda p: p.name))
+        self._policy_lists[namespace] = listed
+        self._coverage[namespace] = namespace_coverage(listed)
+
+
+class NamespaceOverride:
+    """A view that replaces one namespace's policies (a live read) and defers the rest to `base`."""
+
+    def __init__(
+        self, base: ClusterView, namespace: str, policies: Iterable[NetworkPolicy],
+        info: NamespaceInfo | None = None,
+    ) -> None:
+        self._base = base
+        self._namespace = namespace
+        self._info = info
+        self._policies = tuple(sorted(policies, key=lambda p: p.name))
+        self._coverage = namespace_coverage(self._policies)
+
+    def namespace(self, name: str) -> NamespaceInfo | None:
+        if name == self._namespace and self._info is not None:
+            return self._info
+        return self._base.namespace(name)
+
+    def policies(self, namespace: str) -> Sequence[NetworkPolicy]:
+        return self._policies if namespace == self._namespace else self._base.policies(namespace)
+
+    def coverage(self, namespace: str) -> Isolation:
+        return self._coverage if namespace == self._namespace else self._base.coverage(namespace)

@@ -1,0 +1,68 @@
+"""Finding the pods an object will create: a Pod itself, or a controller's pod template.
+
+Judging templates matters: a Pod refused inside a ReplicaSet controller fails
+where nobody looks, so we refuse the Deployment at `kubectl apply` instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from webhook.core.errors import ObjectError
+
+# kind -> path of the pod template inside the object (empty: the object is the pod).
+TEMPLATE_PATHS: dict[str, tuple[str, ...]] = {
+    "Pod": (),
+    "Deployment": ("spec", "template"),
+    "StatefulSet": ("spec", "template"),
+    "DaemonSet": ("spec", "template"),
+    "ReplicaSet": ("spec", "template"),
+    "ReplicationController": ("spec", "template"),
+    "Job": ("spec", "template"),
+    "CronJob": ("spec", "jobTemplate", "spec", "template"),
+}
+WORKLOAD_KINDS = frozenset(TEMPLATE_PATHS)
+
+
+@dataclass(frozen=True, slots=True)
+class PodTemplate:
+    labels: Mapping[str, str]
+    host_network: bool
+    field: str  # where the template sits, e.g. `spec.template` ("" for a Pod)
+
+    @property
+    def labels_field(self) -> str:
+        return f"{self.field}.metadata.labels" if self.field else "metadata.labels"
+
+
+def pod_template(kind: str, obj: Mapping[str, Any]) -> PodTemplate | None:
+    """The pod (template) of a workload object, or None when `kind` creates no pods."""
+    path = TEMPLATE_PATHS.get(kind)
+    if path is None:
+        return None
+    node: Any = obj
+    walked: list[str] = []
+    for key in path:
+        walked.append(key)
+        if node is not None and not isinstance(node, Mapping):
+            raise ObjectError(".".join(walked[:-1]), "must be a mapping")
+        node = node.get(key) if node is not None else None
+    field = ".".join(path)
+    if node is None:
+        node = {}
+    if not isinstance(node, Mapping):
+        raise ObjectError(field, "must be a mapping")
+    metadata = node.get("metadata") or {}
+    spec = node.get("spec") or {}
+    if not isinstance(metadata, Mapping) or not isinstance(spec, Mapping):
+        raise ObjectError(field, "metadata and spec must be mappings")
+    labels = metadata.get("labels") or {}
+    if not isinstance(labels, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
+    ):
+        raise ObjectError(f"{field}.metadata.labels" if field else "metadata.labels",
+                          "must map label keys to string values")
+    host_network = spec.get("hostNetwork") is True
+    return PodTemplate(labels=dict(labels), host_network=host_network, field=field)

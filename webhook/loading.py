@@ -1,0 +1,170 @@
+"""Reading manifests and the config file from disk (a shell around the core).
+
+Files, directories (recursively, *.yaml/*.yml/*.json in name order), `-` for
+stdin, multi-document YAML and `kind: List` are all read into `Manifest`s that
+remember their file and document number, so every error can say where.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from webhook.core.config import Config, ConfigError, config_from_data
+from webhook.core.errors import ObjectError
+from webhook.core.netpol import NetworkPolicy, parse_network_policy
+from webhook.core.state import ClusterState, NamespaceInfo, parse_namespace
+
+MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+
+try:  # libyaml's loader is several times faster; fall back when it is not compiled in
+    _Loader: type[yaml.SafeLoader] = yaml.CSafeLoader
+except AttributeError:  # pragma: no cover - depends on how PyYAML was built
+    _Loader = yaml.SafeLoader
+
+
+class InputError(ValueError):
+    """Bad input: unreadable file, bad YAML, or an object that is not a Kubernetes object."""
+
+
+@dataclass(frozen=True)
+class Manifest:
+    source: str  # file path, or "<stdin>"
+    document: int  # 1-based document number in that file
+    obj: Mapping[str, Any]
+    item: int | None = None  # index inside a `kind: List`
+
+    @property
+    def where(self) -> str:
+        item = f", item {self.item}" if self.item is not None else ""
+        return f"{self.source}: document {self.document}{item}"
+
+    @property
+    def kind(self) -> str:
+        return str(self.obj.get("kind", ""))
+
+    def namespace(self, default: str) -> str:
+        metadata = self.obj.get("metadata") or {}
+        value = metadata.get("namespace") if isinstance(metadata, Mapping) else None
+        return value if isinstance(value, str) and value else default
+
+    @property
+    def name(self) -> str:
+        metadata = self.obj.get("metadata") or {}
+        if not isinstance(metadata, Mapping):
+            return ""
+        name = metadata.get("name") or ""
+        if not name and metadata.get("generateName"):
+            return f"{metadata['generateName']}*"
+        return str(name)
+
+
+def expand_paths(paths: Iterable[str]) -> list[str]:
+    """Files in the order given; directories expanded to their manifest files in name order."""
+    files: list[str] = []
+    for raw in paths:
+        if raw == "-":
+            files.append("-")
+            continue
+        path = Path(raw)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in MANIFEST_SUFFIXES)
+            files.extend(str(p) for p in found)
+        elif path.exists():
+            files.append(str(path))
+        else:
+            raise InputError(f"{raw}: no such file or directory")
+    return files
+
+
+def read_manifests(paths: Iterable[str]) -> list[Manifest]:
+    manifests: list[Manifest] = []
+    for file in expand_paths(paths):
+        manifests.extend(_read_file(file))
+    return manifests
+
+
+def _read_file(file: str) -> Iterator[Manifest]:
+    source = "<stdin>" if file == "-" else file
+    try:
+        text = sys.stdin.read() if file == "-" else Path(file).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise InputError(f"{source}: cannot read: {error}") from None
+    documents = yaml.load_all(text, Loader=_Loader)
+    number = 0
+    while True:
+        number += 1
+        try:
+            document = next(documents)
+        except StopIteration:
+            return
+        except yaml.YAMLError as error:
+            mark = getattr(error, "problem_mark", None)
+            line = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+            problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+            raise InputError(f"{source}: document {number}: invalid YAML{line}: {problem}") from None
+        if document is None:
+            continue  # an empty document (e.g. a trailing `---`)
+        yield from _objects(source, number, document)
+
+
+def _objects(source: str, number: int, document: Any) -> Iterator[Manifest]:
+    where = f"{source}: document {number}"
+    if not isinstance(document, Mapping):
+        raise InputError(f"{where}: expected a Kubernetes object (a mapping), got {type(document).__name__}")
+    kind = document.get("kind")
+    if not isinstance(kind, str) or not kind:
+        raise InputError(f"{where}: missing 'kind'")
+    if kind == "List" or (kind.endswith("List") and isinstance(document.get("items"), list)):
+        items = document.get("items")
+        if not isinstance(items, list):
+            raise InputError(f"{where}: a List needs 'items'")
+        for index, item in enumerate(items):
+            if not isinstance(item, Mapping) or not isinstance(item.get("kind"), str):
+                raise InputError(f"{where}, item {index}: expected a Kubernetes object with a kind")
+            yield Manifest(source, number, item, index)
+        return
+    if not isinstance(document.get("metadata", {}), Mapping):
+        raise InputError(f"{where}: metadata must be a mapping")
+    yield Manifest(source, number, document)
+
+
+def state_from_manifests(manifests: Iterable[Manifest], default_namespace: str = "default") -> ClusterState:
+    """A cluster holding the Namespaces and NetworkPolicies among `manifests` (later ones win)."""
+    namespaces: dict[str, NamespaceInfo] = {}
+    policies: dict[tuple[str, str], NetworkPolicy] = {}
+    for manifest in manifests:
+        try:
+            if manifest.kind == "Namespace":
+                info = parse_namespace(manifest.obj)
+                namespaces[info.name] = info
+            elif manifest.kind == "NetworkPolicy":
+                policy = parse_network_policy(manifest.obj, manifest.namespace(default_namespace))
+                policies[(policy.namespace, policy.name)] = policy
+        except ObjectError as error:
+            raise InputError(f"{manifest.where}: {manifest.kind} {manifest.name}: {error}") from None
+    state = ClusterState()
+    state.replace_all(namespaces.values(), policies.values())
+    return state
+
+
+def load_config(path: str | None) -> Config:
+    """The config file validated, or the defaults when `path` is None. Raises ConfigError."""
+    if path is None:
+        return Config()
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path}: cannot read the config file: {error}") from None
+    try:
+        data = yaml.load(text, Loader=_Loader)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        line = f" (line {mark.line + 1})" if mark is not None else ""
+        raise ConfigError(f"{path}: invalid YAML{line}: {getattr(error, 'problem', error)}") from None
+    return config_from_data(data, source=path)
