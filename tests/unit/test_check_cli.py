@@ -1,0 +1,126 @@
+"""`netpol-guard check` through its real entry point: exit codes, JSON shape, inputs and errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.unit.helpers import deny_all, netpol, pod
+
+
+def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "webhook", "check", *args], input=stdin,
+                          capture_output=True, text=True, timeout=60)
+
+
+def write(path: Path, *objects: dict[str, Any]) -> Path:
+    path.write_text(yaml.safe_dump_all(objects))
+    return path
+
+
+def results(proc: subprocess.CompletedProcess[str]) -> list[dict[str, Any]]:
+    data: dict[str, Any] = json.loads(proc.stdout)
+    return list(data["results"])
+
+
+def test_all_admitted_exits_0_with_the_json_contract(tmp_path: Path) -> None:
+    file = write(tmp_path / "ok.yaml", pod(), deny_all())
+    proc = run("--output", "json", str(file))
+    assert proc.returncode == 0, proc.stderr
+    assert results(proc) == [
+        {"kind": "Pod", "namespace": "shop", "name": "web", "allowed": True, "violations": [],
+         "isolation": {"ingress": True, "egress": True}},
+        {"kind": "NetworkPolicy", "namespace": "shop", "name": "default-deny-all", "allowed": True,
+         "violations": [], "isolation": None},
+    ]
+
+
+def test_a_denial_exits_1(tmp_path: Path) -> None:
+    file = write(tmp_path / "bad.yaml", pod())
+    proc = run("-o", "json", str(file))
+    assert proc.returncode == 1
+    (result,) = results(proc)
+    assert result["allowed"] is False
+    assert [(v["rule"], v["action"]) for v in result["violations"]] == [("deny-all-coverage", "deny")]
+    assert result["isolation"] == {"ingress": False, "egress": False}
+
+
+def test_warnings_alone_exit_0(tmp_path: Path) -> None:
+    file = write(tmp_path / "warn.yaml", netpol("np", ingress=[{"from": [{"podSelector": {}}]}]))
+    proc = run("-o", "json", str(file))
+    assert proc.returncode == 0
+    assert [(v["rule"], v["action"]) for v in results(proc)[0]["violations"]] == [("explicit-policy-types", "warn")]
+
+
+def test_directories_stdin_lists_and_default_namespace(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    write(tmp_path / "sub" / "a.yml", deny_all("team"))
+    (tmp_path / "notes.txt").write_text("not a manifest")
+    unnamespaced = pod()
+    del unnamespaced["metadata"]["namespace"]
+    listed = {"apiVersion": "v1", "kind": "List", "items": [unnamespaced]}
+    proc = run("-o", "json", "--namespace", "team", str(tmp_path), "-", stdin=yaml.safe_dump(listed))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert [(r["kind"], r["namespace"]) for r in results(proc)] == [("NetworkPolicy", "team"), ("Pod", "team")]
+
+
+def test_audit_mode_from_config_never_denies(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("mode: audit\n")
+    proc = run("--config", str(config), "-o", "json", str(write(tmp_path / "p.yaml", pod())))
+    assert proc.returncode == 0
+    assert results(proc)[0]["violations"][0]["action"] == "warn"
+
+
+def test_table_output_is_readable(tmp_path: Path) -> None:
+    proc = run(str(write(tmp_path / "p.yaml", pod())))
+    assert proc.returncode == 1
+    assert proc.stdout.splitlines()[0].split() == ["RESULT", "KIND", "NAMESPACE/NAME", "ISOLATION", "RULES"]
+    assert "DENY    Pod   shop/web        ingress:no egress:no  deny-all-coverage" in proc.stdout
+    assert "1 objects: 1 denied, 0 with warnings" in proc.stdout
+
+
+def test_bad_yaml_names_file_and_document(tmp_path: Path) -> None:
+    file = tmp_path / "broken.yaml"
+    file.write_text("kind: Pod\nmetadata: {name: a}\n---\nkind: Pod\nmetadata: {name: [\n")
+    proc = run(str(file))
+    assert proc.returncode == 2
+    assert f"{file}: document 2: invalid YAML" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_bad_objects_name_file_document_and_field(tmp_path: Path) -> None:
+    file = write(tmp_path / "np.yaml", deny_all(), netpol("np", ingress=[{"from": [{"ipBlock": {"cidr": "1.2.3.4"}}]}]))
+    proc = run(str(file))
+    assert proc.returncode == 2
+    assert f"{file}: document 2: NetworkPolicy np: spec.ingress[0].from[0].ipBlock.cidr: must be a CIDR" in proc.stderr
+    missing_kind = tmp_path / "nokind.yaml"
+    missing_kind.write_text("metadata: {name: x}\n")
+    assert "document 1: missing 'kind'" in run(str(missing_kind)).stderr
+
+
+def test_missing_file_and_bad_config_exit_2(tmp_path: Path) -> None:
+    proc = run(str(tmp_path / "nope.yaml"))
+    assert proc.returncode == 2 and "nope.yaml: no such file or directory" in proc.stderr
+    config = tmp_path / "c.yaml"
+    config.write_text("rules: {no-such-rule: {}}\n")
+    proc = run("--config", str(config), str(write(tmp_path / "p.yaml", pod())))
+    assert proc.returncode == 2 and "rules.no-such-rule: unknown key (not a rule id)" in proc.stderr
+
+
+def test_usage_error_exits_2() -> None:
+    assert run().returncode == 2
+    assert run("--output", "xml", "x").returncode == 2
+
+
+def test_console_script_and_module_agree(tmp_path: Path) -> None:
+    script = Path(sys.executable).with_name("netpol-guard")
+    file = str(write(tmp_path / "p.yaml", pod()))
+    via_script = subprocess.run([str(script), "check", "-o", "json", file], capture_output=True, text=True)
+    assert via_script.returncode == 1
+    assert via_script.stdout == run("-o", "json", file).stdout
