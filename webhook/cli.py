@@ -106,6 +106,33 @@ def certs(out_dir: str, service: str, namespace: str, hosts: tuple[str, ...], da
 
 
 @main.command()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Config YAML file.")
+@click.option("--kubeconfig", help="Kubeconfig file (default: in-cluster config, then ~/.kube/config).")
+@click.option("--output", "-o", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--mode", type=click.Choice(["enforce", "audit"]), help="Override the config's global mode.")
+def audit(config_path: str | None, kubeconfig: str | None, output: str, mode: str | None) -> None:
+    """Judge what already exists in a cluster (same engine and output as check).
+
+    Exit 0: everything would be admitted today; 1: something would be denied; 2: the cluster
+    could not be read.
+    """
+    from webhook.audit import AuditError, run_audit
+    from webhook.check import render
+    from webhook.kubeclient import KubeConfigError
+
+    config = _load_config_or_exit(config_path)
+    if mode is not None:
+        config = config.model_copy(update={"mode": mode})
+    try:
+        report = run_audit(config, kubeconfig)
+    except (AuditError, KubeConfigError) as error:
+        click.echo(f"netpol-guard: {error}", err=True)
+        sys.exit(2)
+    click.echo(render(report, output), nl=False)
+    sys.exit(0 if report.allowed else 1)
+
+
+@main.command()
 def rules() -> None:
     """List the rule catalogue with default actions."""
     from webhook.core.rules import CATALOGUE

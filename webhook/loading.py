@@ -21,11 +21,10 @@ from webhook.core.netpol import NetworkPolicy, parse_network_policy
 from webhook.core.state import ClusterState, NamespaceInfo, parse_namespace
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+CLUSTER = "cluster"  # the source of objects read from an API server (`audit`)
 
-try:  # libyaml's loader is several times faster; fall back when it is not compiled in
-    _Loader: type[yaml.SafeLoader] = yaml.CSafeLoader
-except AttributeError:  # pragma: no cover - depends on how PyYAML was built
-    _Loader = yaml.SafeLoader
+# libyaml's loader is several times faster; fall back when PyYAML was built without it.
+_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class InputError(ValueError):
@@ -41,6 +40,9 @@ class Manifest:
 
     @property
     def where(self) -> str:
+        if self.source == CLUSTER:
+            namespace = self.namespace("")
+            return f"cluster: {self.kind} {namespace + '/' if namespace else ''}{self.name}"
         item = f", item {self.item}" if self.item is not None else ""
         return f"{self.source}: document {self.document}{item}"
 
