@@ -112,7 +112,8 @@ def test_host_network_is_refused_even_when_covered() -> None:
     decision = review(workload("Deployment", host_network=True), state(deny_all()))
     assert rule_ids(decision) == {"host-network"}
     assert decision.isolation is not None and not decision.isolation.ingress  # outside NetworkPolicy
-    assert decision.violations[0].message.startswith("host-network: Deployment shop/web: spec.template.spec.hostNetwork")
+    assert decision.violations[0].message.startswith(
+        "host-network: Deployment shop/web: spec.template.spec.hostNetwork")
 
 
 # ----- modes -----
