@@ -26,7 +26,7 @@ binaries: $(STAMP)
 # Main job: a real local control plane + netpol-guard, replaying deny / fix / allow / audit with kubectl.
 # `make demo DEMO_ARGS=--keep` leaves it running and prints the KUBECONFIG export.
 demo: binaries
-	$(BIN)/python -m tests.e2e.demo $(DEMO_ARGS)
+	$(BIN)/python tests/e2e/demo.py $(DEMO_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check webhook tests

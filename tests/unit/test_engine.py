@@ -257,3 +257,10 @@ def test_the_name_label_set_by_the_api_server_is_never_a_change() -> None:
 def test_unknown_kinds_have_no_opinion() -> None:
     decision = review({"kind": "ConfigMap", "metadata": {"name": "c", "namespace": "shop"}}, state())
     assert decision.allowed and not decision.judged
+
+
+def test_protected_labels_follow_the_global_mode_not_the_namespace_override() -> None:
+    audit_ns = namespace("shop", {"rollout": "on"})
+    stripped = namespace("shop", {"rollout": "on", "netpol-guard.io/exempt": "true"})
+    decision = review(stripped, state(audit_ns), PROTECTING, operation="UPDATE", old=audit_ns)
+    assert [(v.rule, v.action) for v in decision.violations] == [("protected-labels", "deny")]

@@ -173,6 +173,10 @@ class Engine:
 
     # ----- modes, exemptions, actions -----
     def _mode_for(self, request: Request, view: ClusterView, namespace: str) -> Mode:
+        if request.kind == "Namespace":
+            # Namespace labels are what mode overrides read: a namespace in audit mode must not be
+            # able to weaken its own guard, so protected-labels always follows the global mode.
+            return self.config.mode
         return self.mode_for_namespace(self._namespace_labels(request, view, namespace))
 
     def _namespace_labels(self, request: Request, view: ClusterView, namespace: str) -> Mapping[str, str]:
