@@ -1,0 +1,233 @@
+"""`serve --kubeconfig` against a small fake API server: list+watch, live confirm, fail closed, 410 relist.
+
+The fake speaks just enough of the Kubernetes API (plain HTTP, JSON, chunked
+watch streams) to drive the reflector and the confirm-before-deny read; the real
+API server is covered by the e2e tier.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import ssl
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import httpx
+import pytest
+import yaml
+
+from tests.service.conftest import make_client
+from tests.service.support import ServerProcess, deny_all, namespace, pod, review
+
+pytestmark = pytest.mark.service
+
+NETPOL = "/apis/networking.k8s.io/v1"
+
+
+class FakeAPI:
+    def __init__(self) -> None:
+        self.namespaces: dict[str, dict[str, Any]] = {}
+        self.policies: dict[tuple[str, str], dict[str, Any]] = {}
+        self.live_policies: dict[str, list[dict[str, Any]]] = {}  # what live reads see, when set
+        self.fail_live: set[str] = set()
+        self.events: dict[str, queue.Queue[dict[str, Any]]] = {"ns": queue.Queue(), "np": queue.Queue()}
+        self.live_reads = 0
+        self.lists = {"ns": 0, "np": 0}
+        self.version = 100
+        self.stopping = threading.Event()
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *_: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                url = urlparse(self.path)
+                query = parse_qs(url.query)
+                path = url.path
+                if path == "/api/v1/namespaces":
+                    self.collection("ns", query, list(api.namespaces.values()))
+                elif path == f"{NETPOL}/networkpolicies":
+                    self.collection("np", query, list(api.policies.values()))
+                elif path.startswith("/api/v1/namespaces/"):
+                    name = path.rsplit("/", 1)[1]
+                    api.live_reads += 1
+                    if name in api.fail_live:
+                        self.reply(500, {"kind": "Status", "code": 500, "message": "etcd is sad"})
+                    elif name in api.namespaces:
+                        self.reply(200, api.namespaces[name])
+                    else:
+                        self.reply(404, {"kind": "Status", "code": 404, "reason": "NotFound"})
+                elif path.startswith(f"{NETPOL}/namespaces/") and path.endswith("/networkpolicies"):
+                    name = path.split("/")[-2]
+                    items = api.live_policies.get(name)
+                    if items is None:
+                        items = [p for (ns, _), p in api.policies.items() if ns == name]
+                    self.reply(200, {"kind": "NetworkPolicyList", "metadata": {"resourceVersion": str(api.version)},
+                                     "items": items})
+                else:
+                    self.reply(404, {"kind": "Status", "code": 404})
+
+            def reply(self, status: int, body: dict[str, Any]) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def collection(self, key: str, query: dict[str, list[str]], items: list[dict[str, Any]]) -> None:
+                if query.get("watch") != ["true"]:
+                    api.lists[key] += 1
+                    self.reply(200, {"metadata": {"resourceVersion": str(api.version)}, "items": items})
+                    return
+                assert query.get("allowWatchBookmarks") == ["true"]
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                deadline = time.monotonic() + 3  # short watches: the reflector must re-watch
+                while time.monotonic() < deadline and not api.stopping.is_set():
+                    try:
+                        event = api.events[key].get(timeout=0.1)
+                    except queue.Empty:
+                        continue
+                    line = json.dumps(event).encode() + b"\n"
+                    self.wfile.write(f"{len(line):x}\r\n".encode() + line + b"\r\n")
+                    self.wfile.flush()
+                    if event["type"] == "ERROR":
+                        break
+                self.wfile.write(b"0\r\n\r\n")
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def add_namespace(self, obj: dict[str, Any]) -> None:
+        self.namespaces[obj["metadata"]["name"]] = obj
+
+    def add_policy(self, obj: dict[str, Any]) -> None:
+        self.version += 1
+        obj = {**obj, "metadata": {**obj["metadata"], "resourceVersion": str(self.version)}}
+        self.policies[(obj["metadata"]["namespace"], obj["metadata"]["name"])] = obj
+
+    def kubeconfig(self, path: Path) -> Path:
+        path.write_text(yaml.safe_dump({
+            "apiVersion": "v1", "kind": "Config", "current-context": "fake",
+            "clusters": [{"name": "fake", "cluster": {"server": f"http://127.0.0.1:{self.port}"}}],
+            "users": [{"name": "fake", "user": {"token": "not-a-real-token"}}],
+            "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "fake"}}],
+        }), encoding="utf-8")
+        return path
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[FakeAPI]:
+    api = FakeAPI()
+    for name in ("covered", "bare", "racing", "broken", "late", "relisted"):
+        api.add_namespace(namespace(name))
+    api.add_policy(deny_all("covered"))
+    api.thread.start()
+    yield api
+    api.stopping.set()
+    api.server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def server(fake: FakeAPI, tmp_path_factory: pytest.TempPathFactory,
+           certs: tuple[Path, Path]) -> Iterator[ServerProcess]:
+    workdir = tmp_path_factory.mktemp("kube")
+    process = ServerProcess(workdir, state=None, cert_dir=certs[0],
+                            extra_args=["--kubeconfig", str(fake.kubeconfig(workdir / "kubeconfig"))])
+    process.start(certs[1])
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="module")
+def client(server: ServerProcess, tls_context: ssl.SSLContext) -> Iterator[httpx.Client]:
+    with make_client(server.url, tls_context) as http:
+        deadline = time.monotonic() + 10
+        while http.get("/readyz").status_code != 200 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        yield http
+
+
+def decide(client: httpx.Client, ns: str) -> dict[str, Any]:
+    response: dict[str, Any] = client.post("/validate", json=review("Pod", pod(ns))).json()["response"]
+    return response
+
+
+def test_synced_from_list(client: httpx.Client) -> None:
+    assert client.get("/readyz").text == "ok"
+    metrics = client.get("/metrics").text
+    assert "netpol_guard_cache_synced 1.0" in metrics
+    assert 'netpol_guard_cache_objects{kind="Namespace"} 6.0' in metrics
+    assert 'netpol_guard_cache_objects{kind="NetworkPolicy"} 1.0' in metrics
+
+
+def test_allowed_from_cache_without_live_read(client: httpx.Client, fake: FakeAPI) -> None:
+    reads = fake.live_reads
+    assert decide(client, "covered")["allowed"] is True
+    assert fake.live_reads == reads
+
+
+def test_deny_is_confirmed_live(client: httpx.Client, fake: FakeAPI) -> None:
+    reads = fake.live_reads
+    response = decide(client, "bare")
+    assert response["allowed"] is False and "deny-all-coverage" in response["status"]["message"]
+    assert fake.live_reads == reads + 1
+
+
+def test_policy_applied_a_moment_ago_is_seen_by_the_confirm(client: httpx.Client, fake: FakeAPI) -> None:
+    # The watch has not delivered it yet; only a live read sees it.
+    fake.live_policies["racing"] = [deny_all("racing")]
+    assert decide(client, "racing")["allowed"] is True
+    reads = fake.live_reads
+    assert decide(client, "racing")["allowed"] is True  # and the cache now has it: no second live read
+    assert fake.live_reads == reads
+
+
+def test_live_read_failure_fails_closed_with_reason(client: httpx.Client, fake: FakeAPI) -> None:
+    fake.fail_live.add("broken")
+    response = decide(client, "broken")
+    assert response["allowed"] is False
+    message = response["status"]["message"]
+    assert "netpol-guard could not verify the cluster state" in message and "HTTP 500" in message
+    assert "deny-all-coverage" in message
+
+
+def wait_allowed(client: httpx.Client, ns: str) -> bool:
+    deadline = time.monotonic() + 8
+    while time.monotonic() < deadline:
+        if decide(client, ns)["allowed"]:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_watch_event_updates_the_cache(client: httpx.Client, fake: FakeAPI) -> None:
+    fake.fail_live.add("late")  # so an allow can only come from the watched cache
+    fake.add_policy(deny_all("late"))
+    fake.events["np"].put({"type": "ADDED", "object": fake.policies[("late", "default-deny-all")]})
+    assert wait_allowed(client, "late")
+
+
+def test_410_gone_relists(client: httpx.Client, fake: FakeAPI) -> None:
+    fake.fail_live.add("relisted")
+    lists = fake.lists["np"]
+    fake.add_policy(deny_all("relisted"))  # never sent as an event: only a relist can find it
+    fake.events["np"].put({"type": "BOOKMARK", "object": {"kind": "NetworkPolicy",
+                                                          "metadata": {"resourceVersion": str(fake.version)}}})
+    fake.events["np"].put({"type": "ERROR", "object": {"kind": "Status", "code": 410, "reason": "Expired"}})
+    assert wait_allowed(client, "relisted")
+    assert fake.lists["np"] == lists + 1

@@ -1,0 +1,444 @@
+"""The cluster-state cache: where the service's `ClusterState` comes from (a shell around the core).
+
+Two sources:
+- `StaticSource`: Namespaces and NetworkPolicies read once from manifests (`serve --state DIR`);
+  synced at once, no API server, so no live confirm.
+- `KubernetesSource`: a list+watch reflector per kind (Namespaces, networking.k8s.io/v1
+  NetworkPolicies in all namespaces) in background threads, plus `live_namespace` for the
+  confirm-before-deny read.
+
+The reflector is deliberately small and explicit rather than `kubernetes.informer`: list, then
+watch from the list's resourceVersion (with bookmarks, so a quiet watch can resume without a
+relist); a 410 Gone (HTTP status or ERROR event) means our resourceVersion is too old, so relist
+and swap the whole kind in; any other failure backs off and retries. Objects are read as raw
+camelCase JSON (`_preload_content=False`), exactly like manifests, so the core parses them the
+same way whether they come from disk or from the API server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import json
+import logging
+import random
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Protocol
+
+from webhook.core.errors import ObjectError
+from webhook.core.netpol import NetworkPolicy, parse_network_policy
+from webhook.core.state import ClusterState, NamespaceInfo, parse_namespace
+from webhook.loading import InputError, expand_paths, read_manifests, state_from_manifests
+
+log = logging.getLogger("netpol_guard.cluster")
+
+# Live reads happen while the API server waits for our answer: keep them short.
+LIVE_READ_TIMEOUT = 1.0
+# Server-side watch timeout; the client read timeout is a little longer so a dead connection is noticed.
+WATCH_SECONDS = 240
+WATCH_READ_TIMEOUT = WATCH_SECONDS + 30
+LIST_TIMEOUT = (5.0, 60.0)
+BACKOFF_START, BACKOFF_MAX = 0.5, 30.0
+
+
+class SourceError(Exception):
+    """The source cannot start (bad manifests, no usable kubeconfig); the message says why."""
+
+
+class LiveReadError(Exception):
+    """A live read for the confirm failed (API server unreachable, timeout, forbidden)."""
+
+
+class ClusterSource(Protocol):
+    """What the service needs from a cluster-state source."""
+
+    state: ClusterState
+
+    @property
+    def synced(self) -> bool:
+        """True once the initial state is complete (every initial list succeeded)."""
+        ...
+
+    @property
+    def live(self) -> bool:
+        """True when `live_namespace` can read the API server (the deny confirm is possible)."""
+        ...
+
+    def not_ready_reason(self) -> str | None: ...
+
+    def age_seconds(self) -> float | None:
+        """Seconds since the last successful list or watch event; None before the first."""
+        ...
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def live_namespace(self, namespace: str) -> tuple[NamespaceInfo | None, list[NetworkPolicy]]:
+        """Blocking: the namespace and its policies as the API server has them now. Raises LiveReadError."""
+        ...
+
+
+class StaticSource:
+    """State from manifests on disk, read once at start."""
+
+    live = False
+
+    def __init__(self, directory: str) -> None:
+        try:
+            self.state = _load_state(directory)
+        except InputError as error:
+            raise SourceError(f"--state: {error}") from None
+        self._loaded_at = time.monotonic()
+
+    @property
+    def synced(self) -> bool:
+        return True
+
+    def not_ready_reason(self) -> str | None:
+        return None
+
+    def age_seconds(self) -> float | None:
+        return time.monotonic() - self._loaded_at
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+    def live_namespace(self, namespace: str) -> tuple[NamespaceInfo | None, list[NetworkPolicy]]:
+        raise LiveReadError("no API server in --state mode")
+
+
+def _load_state(directory: str) -> ClusterState:
+    """Like state_from_manifests over the whole directory, but one file at a time.
+
+    Raw YAML dicts are many times bigger than the parsed policies; holding only one
+    file's worth at once keeps the peak (and so the resident size) of a large state down.
+    Later files win, as later documents do within a file.
+    """
+    namespaces: dict[str, NamespaceInfo] = {}
+    policies: dict[tuple[str, str], NetworkPolicy] = {}
+    for file in expand_paths([directory]):
+        partial = state_from_manifests(read_manifests([file]))
+        for name in partial.namespace_names():
+            info = partial.namespace(name)
+            if info is not None:
+                namespaces[name] = info
+            for policy in partial.policies(name):
+                policies[(policy.namespace, policy.name)] = policy
+    state = ClusterState()
+    state.replace_all(namespaces.values(), policies.values())
+    return state
+
+
+class _Gone(Exception):
+    """410 Gone: the resourceVersion we watch from has been compacted away; relist."""
+
+
+class _Reflector:
+    """List+watch of one kind into the shared ClusterState, in one daemon thread."""
+
+    def __init__(self, source: KubernetesSource, kind: str, list_call: Callable[..., Any]) -> None:
+        self.source = source
+        self.kind = kind
+        self.list_call = list_call  # the client's list method; with watch=True it streams events
+        self.synced = False
+        self.last_error: str | None = None
+        self._response: Any = None
+        self.thread = threading.Thread(target=self._run, name=f"reflector-{kind}", daemon=True)
+
+    # --- the loop ---
+    def _run(self) -> None:
+        backoff = BACKOFF_START
+        resource_version: str | None = None
+        stop = self.source.stopping
+        while not stop.is_set():
+            try:
+                if resource_version is None:
+                    resource_version = self._list()
+                    if not self.synced and self.source.synced_after(self):
+                        # The initial cache is long-lived: keep it out of the collector's full passes.
+                        gc.collect()
+                        gc.freeze()
+                    self.synced = True
+                    self.last_error = None
+                    backoff = BACKOFF_START
+                resource_version = self._watch(resource_version)
+                backoff = BACKOFF_START
+            except _Gone:
+                log.info("%s watch expired (410 Gone), relisting", self.kind)
+                resource_version = None
+            except Exception as error:
+                if stop.is_set():
+                    break
+                self.last_error = _short(error)
+                log.warning("%s list/watch failed, retrying in %.1fs: %s", self.kind, backoff, self.last_error)
+                # Jitter so many replicas do not hammer a recovering API server in step.
+                stop.wait(backoff * (0.5 + random.random()))
+                backoff = min(backoff * 2, BACKOFF_MAX)
+
+    def _list(self) -> str:
+        # Raw JSON (camelCase, like manifests) instead of the client's models: cheaper, and parsed by the core.
+        response = self.list_call(_preload_content=False, _request_timeout=LIST_TIMEOUT)
+        try:
+            body = json.loads(response.data)
+        finally:
+            response.release_conn()
+        items = body.get("items") or []
+        self._replace(items)
+        self.source.touch()
+        return str((body.get("metadata") or {}).get("resourceVersion") or "")
+
+    def _watch(self, resource_version: str) -> str:
+        try:
+            response = self.list_call(
+                watch=True, allow_watch_bookmarks=True, timeout_seconds=WATCH_SECONDS,
+                resource_version=resource_version or None,
+                _preload_content=False, _request_timeout=(5.0, WATCH_READ_TIMEOUT),
+            )
+        except Exception as error:
+            if getattr(error, "status", None) == 410:
+                raise _Gone() from None
+            raise
+        self._response = response
+        self.source.touch()
+        try:
+            for line in _lines(response):
+                if self.source.stopping.is_set():
+                    break
+                event = json.loads(line)
+                resource_version = self._apply(event, resource_version)
+        finally:
+            self._response = None
+            response.release_conn()
+        return resource_version
+
+    def _apply(self, event: Mapping[str, Any], resource_version: str) -> str:
+        kind, obj = event.get("type"), event.get("object")
+        if not isinstance(obj, Mapping):
+            return resource_version
+        if kind == "ERROR":
+            if obj.get("code") == 410:
+                raise _Gone()
+            raise RuntimeError(f"watch error: {obj.get('code')} {obj.get('message')}")
+        metadata = obj.get("metadata") or {}
+        new_version = str(metadata.get("resourceVersion") or resource_version)
+        self.source.touch()
+        if kind == "BOOKMARK":
+            return new_version
+        try:
+            if kind in ("ADDED", "MODIFIED"):
+                self._set(obj)
+            elif kind == "DELETED":
+                self._delete(obj)
+        except ObjectError as error:
+            # One unreadable object must not stop the cache: skip it and say which one.
+            log.warning("skipping unparsable %s %s/%s: %s", self.kind, metadata.get("namespace", ""),
+                        metadata.get("name", ""), error)
+        return new_version
+
+    # --- applying to the state ---
+    def _set(self, obj: Mapping[str, Any]) -> None:
+        state = self.source.state
+        with self.source.write_lock:
+            if self.kind == "Namespace":
+                state.set_namespace(parse_namespace(obj))
+            else:
+                state.set_policy(parse_network_policy(obj, _namespace_of(obj)))
+
+    def _delete(self, obj: Mapping[str, Any]) -> None:
+        metadata = obj.get("metadata") or {}
+        state = self.source.state
+        with self.source.write_lock:
+            if self.kind == "Namespace":
+                state.remove_namespace(str(metadata.get("name", "")))
+            else:
+                state.remove_policy(_namespace_of(obj), str(metadata.get("name", "")))
+
+    def _replace(self, items: list[Any]) -> None:
+        """Swap in a complete listing of this kind (initial sync or relist) without touching the other kind."""
+        state = self.source.state
+        if self.kind == "Namespace":
+            namespaces = {}
+            for item in items:
+                info = self._parse(item, lambda obj: parse_namespace(obj))
+                if info is not None:
+                    namespaces[info.name] = info
+            with self.source.write_lock:
+                for name in state.namespace_names():
+                    if name not in namespaces and state.namespace(name) is not None:
+                        state.remove_namespace(name)
+                for info in namespaces.values():
+                    state.set_namespace(info)
+            return
+        by_namespace: dict[str, list[NetworkPolicy]] = {}
+        for item in items:
+            policy = self._parse(item, lambda obj: parse_network_policy(obj, _namespace_of(obj)))
+            if policy is not None:
+                by_namespace.setdefault(policy.namespace, []).append(policy)
+        with self.source.write_lock:
+            for name in state.namespace_names():
+                if name not in by_namespace and state.policies(name):
+                    state.replace_policies(name, [])
+            for name, policies in by_namespace.items():
+                state.replace_policies(name, policies)
+
+    def _parse(self, item: Any, parse: Callable[[Mapping[str, Any]], Any]) -> Any:
+        if not isinstance(item, Mapping):
+            return None
+        try:
+            return parse(item)
+        except ObjectError as error:
+            metadata = item.get("metadata") or {}
+            log.warning("skipping unparsable %s %s/%s: %s", self.kind, metadata.get("namespace", ""),
+                        metadata.get("name", ""), error)
+            return None
+
+    def interrupt(self) -> None:
+        """Unblock a thread waiting in a watch read (closing from another thread can hang on the SSL lock)."""
+        response = self._response
+        connection = getattr(response, "connection", None) if response is not None else None
+        sock = getattr(connection, "sock", None) if connection is not None else None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+
+def _namespace_of(obj: Mapping[str, Any]) -> str:
+    metadata = obj.get("metadata") or {}
+    namespace = metadata.get("namespace") if isinstance(metadata, Mapping) else None
+    return namespace if isinstance(namespace, str) and namespace else "default"
+
+
+def _lines(response: Any) -> Iterator[bytes]:
+    """Newline-delimited watch events from a streamed response."""
+    buffer = b""
+    for chunk in response.stream(amt=None, decode_content=False):
+        buffer += chunk
+        while True:
+            end = buffer.find(b"\n")
+            if end < 0:
+                break
+            line, buffer = buffer[:end], buffer[end + 1:]
+            if line.strip():
+                yield line
+    if buffer.strip():
+        yield buffer
+
+
+class KubernetesSource:
+    """List+watch of Namespaces and NetworkPolicies from the API server."""
+
+    live = True
+
+    def __init__(self, kubeconfig: str | None) -> None:
+        from kubernetes import client, config  # imported here: --state mode never needs the client
+
+        configuration = client.Configuration()
+        try:
+            if kubeconfig:
+                config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+            else:
+                try:
+                    config.load_incluster_config(client_configuration=configuration)
+                except config.ConfigException:
+                    config.load_kube_config(client_configuration=configuration)
+        except Exception as error:  # the client raises several types (ConfigException, OSError, YAML errors)
+            where = kubeconfig or "in-cluster config or ~/.kube/config"
+            raise SourceError(f"cannot load Kubernetes client configuration ({where}): {error}") from None
+        self.state = ClusterState()
+        self.stopping = threading.Event()
+        self.write_lock = threading.Lock()
+        self._last_update: float | None = None
+        # Separate clients (and connection pools) for the long-lived watches and the latency-critical live reads.
+        self.api_client = client.ApiClient(configuration)
+        self._live_client = client.ApiClient(configuration)
+        self._core = client.CoreV1Api(self._live_client)
+        self._networking = client.NetworkingV1Api(self._live_client)
+        self._reflectors = [
+            _Reflector(self, "Namespace", client.CoreV1Api(self.api_client).list_namespace),
+            _Reflector(self, "NetworkPolicy",
+                       client.NetworkingV1Api(self.api_client).list_network_policy_for_all_namespaces),
+        ]
+
+    @property
+    def synced(self) -> bool:
+        return all(r.synced for r in self._reflectors)
+
+    def not_ready_reason(self) -> str | None:
+        waiting = [r for r in self._reflectors if not r.synced]
+        if not waiting:
+            return None
+        parts = [f"{r.kind}s not listed yet" + (f" (last error: {r.last_error})" if r.last_error else "")
+                 for r in waiting]
+        return "cluster cache not synced: " + "; ".join(parts)
+
+    def synced_after(self, reflector: _Reflector) -> bool:
+        """Whether the cache is complete once `reflector` has finished its first list."""
+        return all(r.synced or r is reflector for r in self._reflectors)
+
+    def touch(self) -> None:
+        self._last_update = time.monotonic()
+
+    def age_seconds(self) -> float | None:
+        return None if self._last_update is None else time.monotonic() - self._last_update
+
+    def start(self) -> None:
+        for reflector in self._reflectors:
+            reflector.thread.start()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        for reflector in self._reflectors:
+            reflector.interrupt()
+        for reflector in self._reflectors:
+            if reflector.thread.is_alive():
+                reflector.thread.join(timeout=2.0)
+
+    def live_namespace(self, namespace: str) -> tuple[NamespaceInfo | None, list[NetworkPolicy]]:
+        """One get + one list, each with a short timeout; updates the cache with what was read."""
+        try:
+            info: NamespaceInfo | None
+            try:
+                response: Any = self._core.read_namespace(
+                    namespace, _preload_content=False, _request_timeout=LIVE_READ_TIMEOUT
+                )
+                info = parse_namespace(json.loads(response.data))
+            except Exception as error:
+                if getattr(error, "status", None) != 404:
+                    raise
+                info = None
+            listing: Any = self._networking.list_namespaced_network_policy(
+                namespace, _preload_content=False, _request_timeout=LIVE_READ_TIMEOUT
+            )
+            items = json.loads(listing.data).get("items") or []
+            policies = [parse_network_policy(item, namespace) for item in items if isinstance(item, Mapping)]
+        except Exception as error:
+            raise LiveReadError(f"live read of namespace {namespace} failed: {_short(error)}") from None
+        with self.write_lock:
+            self.state.replace_policies(namespace, policies)
+            if info is not None:
+                self.state.set_namespace(info)
+            else:
+                self.state.remove_namespace(namespace)
+        return info, policies
+
+
+def _short(error: BaseException) -> str:
+    status = getattr(error, "status", None)
+    reason = getattr(error, "reason", None)
+    if status is not None:
+        return f"HTTP {status} {reason or ''}".strip()
+    return f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}".rstrip(": ")
+
+
+def make_source(state_dir: str | None, kubeconfig: str | None) -> ClusterSource:
+    """`--state DIR` wins; otherwise the API server."""
+    if state_dir is not None:
+        return StaticSource(state_dir)
+    return KubernetesSource(kubeconfig)
