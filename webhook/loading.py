@@ -7,6 +7,7 @@ remember their file and document number, so every error can say where.
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -97,6 +98,16 @@ def _read_file(file: str) -> Iterator[Manifest]:
         text = sys.stdin.read() if file == "-" else Path(file).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise InputError(f"{source}: cannot read: {error}") from None
+    if file.endswith(".json"):
+        # JSON is YAML, but json.loads is ~20x faster on large state dumps (`serve --state`).
+        try:
+            document = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise InputError(f"{source}: document 1: invalid JSON (line {error.lineno}, column {error.colno}): "
+                             f"{error.msg}") from None
+        if document is not None:
+            yield from _objects(source, 1, document)
+        return
     documents = yaml.load_all(text, Loader=_Loader)
     number = 0
     while True:

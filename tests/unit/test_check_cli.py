@@ -124,3 +124,16 @@ def test_console_script_and_module_agree(tmp_path: Path) -> None:
     via_script = subprocess.run([str(script), "check", "-o", "json", file], capture_output=True, text=True)
     assert via_script.returncode == 1
     assert via_script.stdout == run("-o", "json", file).stdout
+
+
+def test_json_files_are_read_and_bad_json_is_named(tmp_path: Path) -> None:
+    good = tmp_path / "pod.json"
+    good.write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": [pod(), deny_all()]}))
+    proc = run("-o", "json", str(good))
+    assert proc.returncode == 0, proc.stderr
+    assert [r["kind"] for r in results(proc)] == ["Pod", "NetworkPolicy"]
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"kind": "Pod",\n "metadata": }')
+    proc = run(str(bad))
+    assert proc.returncode == 2
+    assert f"{bad}: document 1: invalid JSON (line 2, column 14)" in proc.stderr

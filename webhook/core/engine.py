@@ -10,7 +10,7 @@ refusing: a deny-all applied a moment earlier is never missed.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from webhook.core.config import Config, Mode
@@ -134,9 +134,8 @@ class Engine:
         namespace = request.name if request.kind == "Namespace" else request.namespace
         mode = self._mode_for(request, view, namespace)
         ref = f"{request.kind} {_object_name(request, obj)}"
-        base = Decision(kind=request.kind, namespace=namespace, name=request.name, mode=mode)
         if request.kind not in JUDGED_KINDS or request.operation == "CONNECT" or obj is None:
-            return _replace(base, judged=False)
+            return Decision(kind=request.kind, namespace=namespace, name=request.name, mode=mode, judged=False)
 
         template = pod_template(request.kind, obj) if request.kind in WORKLOAD_KINDS else None
         isolation = None
@@ -144,11 +143,11 @@ class Engine:
             isolation = (
                 NOT_ISOLATED if template.host_network else isolation_of(template.labels, view.policies(namespace))
             )
-        base = _replace(base, isolation=isolation)
 
         exempt = self._exemption(request, view, namespace, obj)
         if exempt is not None:
-            return _replace(base, exempt=exempt)
+            return Decision(kind=request.kind, namespace=namespace, name=request.name, mode=mode,
+                            exempt=exempt, isolation=isolation)
 
         context = _Context(request=request, namespace=namespace, mode=mode, ref=ref)
         if template is not None:
@@ -159,9 +158,10 @@ class Engine:
             self._judge_namespace(context)
         violations = self._violations(context)
         denies_on_policies = context.confirm and any(v.action == "deny" for v in violations)
-        return _replace(
-            base,
-            violations=violations,
+        # Built once, not copied with dataclasses.replace: this is the webhook's hot path.
+        return Decision(
+            kind=request.kind, namespace=namespace, name=request.name, mode=mode,
+            violations=violations, isolation=isolation,
             confirm_namespace=namespace if denies_on_policies else None,
         )
 
@@ -395,7 +395,3 @@ def _object_name(request: Request, obj: Mapping[str, Any] | None) -> str:
             )
     name = name or "(unnamed)"
     return f"{request.namespace}/{name}" if request.namespace and request.kind != "Namespace" else name
-
-
-def _replace(decision: Decision, **changes: Any) -> Decision:
-    return replace(decision, **changes)
