@@ -1,6 +1,6 @@
 """Service benchmark: the real server over TLS, driven from a separate load-generator process.
 
-    .venv/bin/python -m tests.service.bench_service [--seconds 10] [--connections 4] [--rate 500]
+    .venv/bin/python -m tests.bench.bench_service [--seconds 10] [--connections 4] [--rate 500]
 
 For a small state (10 namespaces) and a large one (10,000 namespaces, 50,000
 NetworkPolicies) it starts `python -m webhook serve --state DIR` on a free
@@ -221,7 +221,7 @@ def client_main(args: argparse.Namespace) -> None:
 
 # ----- orchestration -----
 def run_client(kind: str, port: int, ca: Path, names_file: Path, args: argparse.Namespace) -> dict[str, Any]:
-    command = [sys.executable, "-m", "tests.service.bench_service", "--client", kind, "--port", str(port),
+    command = [sys.executable, "-m", "tests.bench.bench_service", "--client", kind, "--port", str(port),
                "--ca", str(ca), "--names", str(names_file), "--seconds", str(args.seconds),
                "--connections", str(args.connections), "--rate", str(args.rate)]
     output = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=args.seconds + 60, check=True)
