@@ -1,0 +1,26 @@
+// Command kubectl is a thin wrapper around k8s.io/kubectl, built from Go
+// modules. Mirrors k8s.io/kubernetes cmd/kubectl/kubectl.go.
+package main
+
+import (
+	"os"
+
+	"k8s.io/component-base/cli"
+	"k8s.io/component-base/logs"
+	"k8s.io/kubectl/pkg/cmd"
+	"k8s.io/kubectl/pkg/cmd/util"
+
+	// Import to initialize client auth plugins.
+	_ "k8s.io/client-go/plugin/pkg/client/auth"
+)
+
+func main() {
+	// Set klog verbosity before command construction (plugins, .kuberc
+	// parsing), as upstream does; normal flag parsing happens later.
+	logs.GlogSetter(cmd.GetLogVerbosity(os.Args)) // nolint:errcheck
+	command := cmd.NewDefaultKubectlCommand()
+	if err := cli.RunNoErrOutput(command); err != nil {
+		// Pretty-print the error and exit with an error.
+		util.CheckErr(err)
+	}
+}
