@@ -111,6 +111,8 @@ def test_isolation_is_real_per_pod_whatever_the_mode() -> None:
 def test_host_network_is_refused_even_when_covered() -> None:
     decision = review(workload("Deployment", host_network=True), state(deny_all()))
     assert rule_ids(decision) == {"host-network"}
+    # Coverage says nothing about pods outside NetworkPolicy: only host-network speaks, whatever the namespace.
+    assert rule_ids(review(workload("Deployment", host_network=True), state())) == {"host-network"}
     assert decision.isolation is not None and not decision.isolation.ingress  # outside NetworkPolicy
     assert decision.violations[0].message.startswith(
         "host-network: Deployment shop/web: spec.template.spec.hostNetwork")
@@ -162,23 +164,19 @@ def test_objects_being_deleted_are_never_judged() -> None:
 
 
 # ----- updates -----
-def test_update_is_judged_when_new_pods_can_land() -> None:
+def test_controller_updates_are_judged_like_creates() -> None:
     old = workload("Deployment")
-    same = copy.deepcopy(old)
-    assert review(same, state(), operation="UPDATE", old=old).allowed  # nothing new lands
-    relabelled = workload("Deployment", labels={"app": "web", "v": "2"})
-    assert not review(relabelled, state(), operation="UPDATE", old=old).allowed
-    scaled = copy.deepcopy(old)
-    scaled["spec"]["replicas"] = 3
-    assert not review(scaled, state(), operation="UPDATE", old=old).allowed
+    assert not review(copy.deepcopy(old), state(), operation="UPDATE", old=old).allowed
+    assert review(copy.deepcopy(old), state(deny_all()), operation="UPDATE", old=old).allowed
 
 
-def test_pod_update_is_judged_only_in_pod_mode_when_labels_change() -> None:
+def test_pod_update_is_judged_only_in_pod_mode() -> None:
     cluster = state(netpol("web", policyTypes=["Ingress", "Egress"], podSelector={"matchLabels": {"app": "web"}}))
     old = pod(labels={"app": "web"})
     new = pod(labels={"app": "other"})
     assert review(new, cluster, operation="UPDATE", old=old).allowed  # namespace mode: no opinion
     assert not review(new, cluster, POD_MODE, operation="UPDATE", old=old).allowed
+    assert review(old, cluster, POD_MODE, operation="UPDATE", old=old).allowed
 
 
 # ----- protect-deny-all -----
@@ -195,6 +193,17 @@ def test_deleting_the_last_deny_all_is_refused() -> None:
 def test_deleting_one_of_two_deny_alls_is_allowed() -> None:
     first, second = deny_all(), deny_all(name="backup-deny")
     assert review(None, state(first, second), operation="DELETE", old=first).allowed  # type: ignore[arg-type]
+
+
+def test_delete_without_old_object_uses_the_cached_policy() -> None:
+    from webhook.core.config import Config
+    from webhook.core.engine import Engine, Request
+
+    request = Request(kind="NetworkPolicy", operation="DELETE", namespace="shop", name="default-deny-all")
+    decision = Engine(Config()).review(request, state(deny_all()))
+    assert rule_ids(decision) == {"protect-deny-all"}
+    other = Request(kind="NetworkPolicy", operation="DELETE", namespace="shop", name="not-cached")
+    assert Engine(Config()).review(other, state(deny_all())).allowed
 
 
 def test_deleting_in_a_terminating_namespace_is_allowed() -> None:

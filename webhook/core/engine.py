@@ -134,6 +134,8 @@ class Engine:
         namespace = request.name if request.kind == "Namespace" else request.namespace
         mode = self._mode_for(request, view, namespace)
         ref = f"{request.kind} {_object_name(request, obj)}"
+        if obj is None and request.kind == "NetworkPolicy" and request.operation == "DELETE":
+            obj = {"metadata": {"name": request.name, "namespace": namespace}}
         if request.kind not in JUDGED_KINDS or request.operation == "CONNECT" or obj is None:
             return Decision(kind=request.kind, namespace=namespace, name=request.name, mode=mode, judged=False)
 
@@ -219,17 +221,21 @@ class Engine:
     # ----- workloads -----
     def _judge_workload(self, context: _Context, template: PodTemplate, view: ClusterView) -> None:
         request = context.request
-        if request.operation == "UPDATE" and not self._update_lands_pods(request, template):
-            return
         if request.operation == "DELETE":
             return
-        if template.host_network and not (request.kind == "Pod" and request.operation == "UPDATE"):
-            context.findings.append(Finding(
-                "host-network",
-                f"host-network: {context.ref}: {template.field or 'spec'}"
-                f"{'.spec' if template.field else ''}.hostNetwork is true; no NetworkPolicy can isolate it",
-                "fix: remove hostNetwork: true (use a Service or hostPort for node-level access)",
-            ))
+        pod_update = request.kind == "Pod" and request.operation == "UPDATE"
+        if pod_update and self.config.coverage != "pod":
+            return  # a Pod's namespace does not change; only in pod mode can an UPDATE (labels) change coverage
+        if template.host_network:
+            # Outside NetworkPolicy altogether: coverage says nothing about such pods, host-network does.
+            if not pod_update:  # hostNetwork is immutable on a Pod
+                context.findings.append(Finding(
+                    "host-network",
+                    f"host-network: {context.ref}: {template.field or 'spec'}"
+                    f"{'.spec' if template.field else ''}.hostNetwork is true; no NetworkPolicy can isolate it",
+                    "fix: remove hostNetwork: true (use a Service or hostPort for node-level access)",
+                ))
+            return
         if self.config.coverage == "namespace":
             coverage = view.coverage(context.namespace)
             if not coverage.complete:
@@ -241,40 +247,26 @@ class Engine:
                 context.findings.append(_pod_coverage_finding(context, template, isolation))
                 context.confirm = True
 
-    def _update_lands_pods(self, request: Request, template: PodTemplate) -> bool:
-        """An UPDATE matters only when it can place pods differently: new template or more replicas."""
-        old = request.old_object
-        if old is None:
-            return True
-        if request.kind == "Pod":
-            # Pods are judged on UPDATE only in pod coverage mode, where labels decide coverage.
-            old_labels = _labels_of(old)
-            return self.config.coverage == "pod" and dict(old_labels) != dict(template.labels)
-        old_template = pod_template(request.kind, old)
-        if old_template is None or old_template.labels != template.labels:
-            return True
-        if old_template.host_network != template.host_network:
-            return True
-        new_replicas = _replicas(request.object)
-        old_replicas = _replicas(old)
-        return new_replicas is not None and (old_replicas is None or new_replicas > old_replicas)
-
     # ----- network policies -----
     def _judge_network_policy(self, context: _Context, view: ClusterView) -> None:
         request = context.request
         if request.operation in ("CREATE", "UPDATE") and request.object is not None:
             policy = parse_network_policy(request.object, context.namespace)
             context.findings += policy_findings(policy, self.config, self.offline)
-        if request.operation in ("UPDATE", "DELETE") and request.old_object is not None:
-            self._protect_deny_all(context, view)
+        if request.operation in ("UPDATE", "DELETE"):
+            old: NetworkPolicy | None
+            if request.old_object is not None:
+                old = parse_network_policy(request.old_object, context.namespace)
+            else:  # API servers before 1.15 sent no oldObject on DELETE: use what the cache holds
+                old = _cached_policy(view, context.namespace, request.name)
+            if old is not None:
+                self._protect_deny_all(context, view, old)
 
-    def _protect_deny_all(self, context: _Context, view: ClusterView) -> None:
+    def _protect_deny_all(self, context: _Context, view: ClusterView, old: NetworkPolicy) -> None:
         request = context.request
-        assert request.old_object is not None
         info = view.namespace(context.namespace)
         if info is not None and info.terminating:
             return  # the namespace is being deleted: its policies must be allowed to go
-        old = parse_network_policy(request.old_object, context.namespace)
         others = [p for p in view.policies(context.namespace) if p.name != old.name]
         after: list[NetworkPolicy] = list(others)
         if request.operation == "UPDATE" and request.object is not None:
@@ -379,10 +371,11 @@ def _labels_of(obj: Mapping[str, Any] | None) -> Mapping[str, str]:
     return labels
 
 
-def _replicas(obj: Mapping[str, Any] | None) -> int | None:
-    spec = obj.get("spec") if isinstance(obj, Mapping) else None
-    value = spec.get("replicas") if isinstance(spec, Mapping) else None
-    return value if isinstance(value, int) else None
+def _cached_policy(view: ClusterView, namespace: str, name: str) -> NetworkPolicy | None:
+    for policy in view.policies(namespace):
+        if policy.name == name:
+            return policy
+    return None
 
 
 def _object_name(request: Request, obj: Mapping[str, Any] | None) -> str:
