@@ -11,9 +11,9 @@ import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from webhook.check import CheckReport, CheckResult
+from webhook.check import CheckReport, judge_as_created
 from webhook.core.config import Config
-from webhook.core.engine import Engine, Request
+from webhook.core.engine import Engine
 from webhook.core.errors import ObjectError
 from webhook.core.netpol import parse_network_policy
 from webhook.core.state import ClusterState, parse_namespace
@@ -56,14 +56,10 @@ def run_audit(config: Config, kubeconfig: str | None) -> CheckReport:
             if _controlled(obj):
                 continue  # judged through its controller's pod template
             manifest = Manifest(source=CLUSTER, document=index + 1, obj={**obj, "kind": kind})
-            namespace = "" if kind == "Namespace" else manifest.namespace("default")
-            request = Request(kind=kind, operation="CREATE", namespace=namespace, name=manifest.name,
-                              object=manifest.obj)
             try:
-                decision = engine.review(request, state, with_isolation=True)
+                results.append(judge_as_created(engine, state, manifest, "default"))
             except ObjectError as error:
-                raise AuditError(f"{kind} {namespace}/{manifest.name}: {error}") from None
-            results.append(CheckResult(manifest, namespace, decision))
+                raise AuditError(f"{manifest.where}: {error}") from None
     return CheckReport(results)
 
 

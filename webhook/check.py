@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from webhook.core.config import Config
 from webhook.core.engine import Decision, Engine, Request, User
 from webhook.core.errors import ObjectError
+from webhook.core.state import ClusterView
 from webhook.loading import InputError, Manifest, read_manifests, state_from_manifests
 
 
@@ -61,22 +62,20 @@ def run_check(
     requester = User(username=user, groups=frozenset(groups))
     results = []
     for manifest in manifests:
-        cluster_scoped = manifest.kind == "Namespace"
-        namespace = "" if cluster_scoped else manifest.namespace(default_namespace)
-        request = Request(
-            kind=manifest.kind,
-            operation="CREATE",
-            namespace=namespace,
-            name=manifest.name,
-            object=manifest.obj,
-            user=requester,
-        )
         try:
-            decision = engine.review(request, state, with_isolation=True)
+            results.append(judge_as_created(engine, state, manifest, default_namespace, requester))
         except ObjectError as error:
             raise InputError(f"{manifest.where}: {manifest.kind} {manifest.name}: {error}") from None
-        results.append(CheckResult(manifest, namespace, decision))
     return CheckReport(results)
+
+
+def judge_as_created(engine: Engine, view: ClusterView, manifest: Manifest, default_namespace: str,
+                     user: User | None = None) -> CheckResult:
+    """One object judged as a CREATE, with per-pod isolation (check and audit). Raises ObjectError."""
+    namespace = "" if manifest.kind == "Namespace" else manifest.namespace(default_namespace)
+    request = Request(kind=manifest.kind, operation="CREATE", namespace=namespace, name=manifest.name,
+                      object=manifest.obj, user=user or User())
+    return CheckResult(manifest, namespace, engine.review(request, view, with_isolation=True))
 
 
 def render(report: CheckReport, output: str) -> str:

@@ -31,6 +31,7 @@ from typing import Any, Protocol
 from webhook.core.errors import ObjectError
 from webhook.core.netpol import NetworkPolicy, parse_network_policy
 from webhook.core.state import ClusterState, NamespaceInfo, parse_namespace
+from webhook.kubeclient import KubeConfigError, load_configuration
 from webhook.loading import InputError, expand_paths, read_manifests, state_from_manifests
 
 log = logging.getLogger("netpol_guard.cluster")
@@ -337,20 +338,12 @@ class KubernetesSource:
     live = True
 
     def __init__(self, kubeconfig: str | None) -> None:
-        from kubernetes import client, config  # imported here: --state mode never needs the client
+        from kubernetes import client  # imported here: --state mode never needs the client
 
-        configuration = client.Configuration()
         try:
-            if kubeconfig:
-                config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
-            else:
-                try:
-                    config.load_incluster_config(client_configuration=configuration)
-                except config.ConfigException:
-                    config.load_kube_config(client_configuration=configuration)
-        except Exception as error:  # the client raises several types (ConfigException, OSError, YAML errors)
-            where = kubeconfig or "in-cluster config or ~/.kube/config"
-            raise SourceError(f"cannot load Kubernetes client configuration ({where}): {error}") from None
+            configuration = load_configuration(kubeconfig)
+        except KubeConfigError as error:
+            raise SourceError(str(error)) from None
         self.state = ClusterState()
         self.stopping = threading.Event()
         self.write_lock = threading.Lock()
