@@ -17,6 +17,15 @@ from webhook.core.errors import ObjectError
 from webhook.core.state import ClusterView
 from webhook.loading import InputError, Manifest, read_manifests, state_from_manifests
 
+# Built-in kinds that live outside namespaces: reported with namespace "" (never --namespace).
+CLUSTER_SCOPED_KINDS = frozenset({
+    "Namespace", "Node", "PersistentVolume", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition",
+    "StorageClass", "CSIDriver", "CSINode", "VolumeAttachment", "PriorityClass", "RuntimeClass", "IngressClass",
+    "ValidatingWebhookConfiguration", "MutatingWebhookConfiguration", "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicyBinding", "APIService", "CertificateSigningRequest", "FlowSchema",
+    "PriorityLevelConfiguration", "ComponentStatus",
+})
+
 
 @dataclass(frozen=True)
 class CheckResult:
@@ -72,7 +81,7 @@ def run_check(
 def judge_as_created(engine: Engine, view: ClusterView, manifest: Manifest, default_namespace: str,
                      user: User | None = None) -> CheckResult:
     """One object judged as a CREATE, with per-pod isolation (check and audit). Raises ObjectError."""
-    namespace = "" if manifest.kind == "Namespace" else manifest.namespace(default_namespace)
+    namespace = "" if manifest.kind in CLUSTER_SCOPED_KINDS else manifest.namespace(default_namespace)
     request = Request(kind=manifest.kind, operation="CREATE", namespace=namespace, name=manifest.name,
                       object=manifest.obj, user=user or User())
     return CheckResult(manifest, namespace, engine.review(request, view, with_isolation=True))
@@ -106,6 +115,7 @@ def _table(report: CheckReport) -> str:
         for violation in decision.violations:
             details.append(f"{violation.action.upper()} {result.manifest.where}\n  " +
                            violation.text.replace("\n", "\n  "))
+        details.extend(f"NOTE {result.manifest.where}\n  {note}" for note in decision.notes)
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
     denied = sum(1 for r in report.results if not r.decision.allowed)

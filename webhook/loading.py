@@ -105,9 +105,14 @@ def _read_file(file: str) -> Iterator[Manifest]:
         except json.JSONDecodeError as error:
             raise InputError(f"{source}: document 1: invalid JSON (line {error.lineno}, column {error.colno}): "
                              f"{error.msg}") from None
+        except RecursionError:
+            raise InputError(f"{source}: document 1: nested too deeply") from None
         if document is not None:
             yield from _objects(source, 1, document)
         return
+    if _flow_depth(text) > MAX_FLOW_DEPTH:
+        # libyaml recurses natively and can crash the process on absurd nesting: refuse before parsing.
+        raise InputError(f"{source}: nested more than {MAX_FLOW_DEPTH} levels deep; not a Kubernetes manifest")
     documents = yaml.load_all(text, Loader=_Loader)
     number = 0
     while True:
@@ -116,6 +121,8 @@ def _read_file(file: str) -> Iterator[Manifest]:
             document = next(documents)
         except StopIteration:
             return
+        except RecursionError:
+            raise InputError(f"{source}: document {number}: nested too deeply") from None
         except yaml.YAMLError as error:
             mark = getattr(error, "problem_mark", None)
             line = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
@@ -124,6 +131,22 @@ def _read_file(file: str) -> Iterator[Manifest]:
         if document is None:
             continue  # an empty document (e.g. a trailing `---`)
         yield from _objects(source, number, document)
+
+
+MAX_FLOW_DEPTH = 200
+
+
+def _flow_depth(text: str) -> int:
+    """Deepest nesting of YAML flow collections ([...] and {...}); quotes are not parsed, so it may overcount."""
+    depth = deepest = 0
+    for char in text:
+        if char in "[{":
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+        elif char in "]}" and depth:
+            depth -= 1
+    return deepest
 
 
 def _objects(source: str, number: int, document: Any) -> Iterator[Manifest]:

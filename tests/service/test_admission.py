@@ -188,7 +188,8 @@ def without_uid() -> bytes:
     (json.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"}).encode(), "missing 'request'"),
     (without_uid(), "request.uid"),
     (v1beta1(), "unsupported apiVersion 'admission.k8s.io/v1beta1'"),
-], ids=["malformed", "not-utf8", "array", "not-review", "no-request", "no-uid", "v1beta1"])
+    (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+], ids=["malformed", "not-utf8", "array", "not-review", "no-request", "no-uid", "v1beta1", "deep"])
 def test_bad_input_is_400_with_json_error(client: httpx.Client, body: bytes, expected: str) -> None:
     answer = client.post("/validate", content=body, headers={"Content-Type": "application/json"})
     assert answer.status_code == 400
@@ -198,6 +199,15 @@ def test_bad_input_is_400_with_json_error(client: httpx.Client, body: bytes, exp
     assert "Traceback" not in answer.text
     assert client.get("/healthz").status_code == 200
     assert send(client, review("Pod", pod("covered")))["allowed"] is True
+
+
+def test_namespace_and_name_default_to_the_objects_metadata(client: httpx.Client) -> None:
+    body = review("Pod", pod("open"))
+    del body["request"]["namespace"]
+    del body["request"]["name"]
+    answer = send(client, body)
+    assert answer["allowed"] is False
+    assert answer["status"]["message"].startswith("deny-all-coverage: Pod open/web-0: namespace open has no")
 
 
 def test_oversize_body_is_413_then_server_still_answers(client: httpx.Client) -> None:

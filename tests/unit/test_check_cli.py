@@ -137,3 +137,25 @@ def test_json_files_are_read_and_bad_json_is_named(tmp_path: Path) -> None:
     proc = run(str(bad))
     assert proc.returncode == 2
     assert f"{bad}: document 1: invalid JSON (line 2, column 14)" in proc.stderr
+
+
+def test_absurd_nesting_is_bad_input_not_a_crash(tmp_path: Path) -> None:
+    deep_yaml = tmp_path / "deep.yaml"
+    deep_yaml.write_text("a: " + "[" * 50_000 + "]" * 50_000 + "\n")
+    deep_json = tmp_path / "deep.json"
+    deep_json.write_text("[" * 50_000 + "]" * 50_000)
+    for file in (deep_yaml, deep_json):
+        proc = run(str(file))
+        assert proc.returncode == 2, proc.stderr
+        assert "nested" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_cluster_scoped_kinds_have_no_namespace_and_cidr_notes_show(tmp_path: Path) -> None:
+    role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "r"}}
+    policy = netpol("p", policyTypes=["Ingress"], ingress=[{"from": [{"ipBlock": {"cidr": "10.0.0.1/24"}}]}])
+    file = write(tmp_path / "x.yaml", role, policy, deny_all())
+    first = results(run("-o", "json", str(file)))[0]
+    assert (first["kind"], first["namespace"]) == ("ClusterRole", "")
+    table = run(str(file)).stdout
+    assert "NetworkPolicy shop/p: spec.ingress[0].from[0].ipBlock.cidr 10.0.0.1/24 has host bits set; " \
+           "it means 10.0.0.0/24" in table

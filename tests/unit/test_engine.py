@@ -273,3 +273,31 @@ def test_protected_labels_follow_the_global_mode_not_the_namespace_override() ->
     stripped = namespace("shop", {"rollout": "on", "netpol-guard.io/exempt": "true"})
     decision = review(stripped, state(audit_ns), PROTECTING, operation="UPDATE", old=audit_ns)
     assert [(v.rule, v.action) for v in decision.violations] == [("protected-labels", "deny")]
+
+
+def test_global_exemptions_do_not_open_protected_labels() -> None:
+    cfg = config(exemptions={"namespaceSelector": {"matchLabels": {"netpol-guard.io/exempt": "true"}},
+                             "principals": {"users": ["ci"]}})
+    exempted = namespace("shop", {"netpol-guard.io/exempt": "true"})
+    # An exempt namespace may not shed (or change) its own exemption label without an admin...
+    assert rule_ids(review(namespace("shop"), state(exempted), cfg, operation="UPDATE", old=exempted)) == \
+        {"protected-labels"}
+    # ...and an exempt (non-admin) principal may not exempt other namespaces.
+    assert rule_ids(review(exempted, state(), cfg, operation="UPDATE", old=namespace("shop"), user="ci")) == \
+        {"protected-labels"}
+
+
+def test_deleting_a_single_direction_default_deny_is_refused() -> None:
+    ingress_only = netpol("default-deny-ingress", policyTypes=["Ingress"])
+    decision = review(None, state(ingress_only), operation="DELETE", old=ingress_only)  # type: ignore[arg-type]
+    assert rule_ids(decision) == {"protect-deny-all"}
+    assert decision.violations[0].message.endswith("without default-deny for Ingress")
+
+
+def test_normalised_cidrs_are_noted() -> None:
+    policy = netpol("p", policyTypes=["Egress"], egress=[{"to": [{"ipBlock": {"cidr": "10.1.2.3/16"}}],
+                                                           "ports": [{"port": 443}]}])
+    decision = review(policy, state(deny_all()))
+    assert decision.allowed and decision.violations == ()
+    assert decision.notes == ("NetworkPolicy shop/p: spec.egress[0].to[0].ipBlock.cidr 10.1.2.3/16 has host bits "
+                              "set; it means 10.1.0.0/16",)

@@ -138,3 +138,15 @@ def test_rule_actions_and_exempt_namespaces() -> None:
     assert review(policy, COVERED, off).violations == ()
     exempt = config(rules={"allow-all-ingress": {"exemptNamespaces": ["shop"]}})
     assert review(policy, COVERED, exempt).violations == ()
+
+
+def test_rules_of_a_direction_outside_policy_types_are_not_judged() -> None:
+    # Kubernetes ignores them: explicit policyTypes win over the rules present.
+    assert judge({"policyTypes": ["Egress"], "ingress": [{}], "egress": [{"to": [{"podSelector": {}}]}]}) == set()
+    assert judge({"policyTypes": ["Ingress"], "ingress": [{"from": [{"podSelector": {}}]}],
+                  "egress": [{}, {"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}]}]}) == set()
+
+
+def test_quoted_numeric_open_ports_are_numbers() -> None:
+    cfg = config(rules={"allow-all-ingress": {"openPorts": [{"port": "80"}]}})
+    assert judge({"ingress": [{"ports": [{"port": 80}]}]}, cfg) == set()

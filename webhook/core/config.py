@@ -97,6 +97,12 @@ class OpenPort(_Strict):
     end_port: int | None = Field(default=None, alias="endPort")
     protocol: Protocol = "TCP"
 
+    @field_validator("port", mode="before")
+    @classmethod
+    def _numeric_string_is_a_number(cls, value: Any) -> Any:
+        # IntOrString, as in a NetworkPolicy: "80" is port 80, "http" a named port.
+        return int(value) if isinstance(value, str) and value.isdigit() else value
+
     @model_validator(mode="after")
     def _valid_range(self) -> OpenPort:
         if isinstance(self.port, int) and not 1 <= self.port <= 65535:

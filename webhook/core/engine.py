@@ -17,7 +17,7 @@ from webhook.core.config import Config, Mode
 from webhook.core.coverage import NOT_ISOLATED, Isolation, isolation_of, namespace_coverage
 from webhook.core.errors import ObjectError
 from webhook.core.netpol import NetworkPolicy, parse_network_policy
-from webhook.core.rules import Finding, policy_findings
+from webhook.core.rules import Finding, normalised_cidr_notes, policy_findings
 from webhook.core.selectors import LabelSelector
 from webhook.core.state import NAME_LABEL, ClusterView
 from webhook.core.workloads import WORKLOAD_KINDS, PodTemplate, pod_template
@@ -69,7 +69,7 @@ class Decision:
     exempt: str | None = None  # why no rule applied (exempt namespace, principal, being deleted)
     isolation: Isolation | None = None  # real per-pod isolation, for pods and pod templates
     confirm_namespace: str | None = None  # a deny rests on this namespace's policies: re-read and retry
-    notes: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()  # facts worth saying that break no rule (e.g. a CIDR normalised)
 
     @property
     def allowed(self) -> bool:
@@ -113,6 +113,7 @@ class _Context:
     mode: Mode
     ref: str
     findings: list[Finding] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
     confirm: bool = False
 
 
@@ -164,7 +165,7 @@ class Engine:
         return Decision(
             kind=request.kind, namespace=namespace, name=request.name, mode=mode,
             violations=violations, isolation=isolation,
-            confirm_namespace=namespace if denies_on_policies else None,
+            confirm_namespace=namespace if denies_on_policies else None, notes=tuple(context.notes),
         )
 
     def mode_for_namespace(self, labels: Mapping[str, str]) -> Mode:
@@ -198,6 +199,9 @@ class Engine:
             return "the object is being deleted"
         if namespace in self._exempt_names:
             return f"namespace {namespace} is exempt by name"
+        if request.kind == "Namespace":
+            # protected-labels guards the very labels (and principals) that exempt: only adminPrincipals pass.
+            return None
         if self._exempt_selector is not None and self._exempt_selector.matches(
             self._namespace_labels(request, view, namespace)
         ):
@@ -224,8 +228,11 @@ class Engine:
         if request.operation == "DELETE":
             return
         pod_update = request.kind == "Pod" and request.operation == "UPDATE"
-        if pod_update and self.config.coverage != "pod":
-            return  # a Pod's namespace does not change; only in pod mode can an UPDATE (labels) change coverage
+        if pod_update and (self.config.coverage != "pod" or (
+                request.old_object is not None and dict(_labels_of(request.old_object)) == dict(template.labels))):
+            # A Pod's namespace never changes: only in pod mode, and only a label change, can alter its coverage.
+            # (Controllers' finalizer and annotation updates on existing pods are never refused.)
+            return
         if template.host_network:
             # Outside NetworkPolicy altogether: coverage says nothing about such pods, host-network does.
             if not pod_update:  # hostNetwork is immutable on a Pod
@@ -253,6 +260,7 @@ class Engine:
         if request.operation in ("CREATE", "UPDATE") and request.object is not None:
             policy = parse_network_policy(request.object, context.namespace)
             context.findings += policy_findings(policy, self.config, self.offline)
+            context.notes += normalised_cidr_notes(policy)
         if request.operation in ("UPDATE", "DELETE"):
             old: NetworkPolicy | None
             if request.old_object is not None:
@@ -273,8 +281,10 @@ class Engine:
             after.append(parse_network_policy(request.object, context.namespace))
         before = namespace_coverage([*others, old])
         remaining = namespace_coverage(after)
-        lost = [d for d in before.missing + remaining.missing if d not in before.missing]
-        if not before.complete or not lost:
+        # Any direction the namespace-wide policies isolate now and would not after: a deny-all being removed,
+        # even where the namespace was only half covered.
+        lost = [d for d in ("Ingress", "Egress") if before.by(d) and not remaining.by(d)]
+        if not lost:
             return
         verb = "deleting" if request.operation == "DELETE" else "this change to"
         context.findings.append(Finding(

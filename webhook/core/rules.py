@@ -63,9 +63,12 @@ def policy_findings(policy: NetworkPolicy, config: Config, offline: bool) -> lis
     ref = f"NetworkPolicy {policy.ref}"
     rules = config.rules
     findings: list[Finding] = []
-    findings += _allow_all(policy.ingress, rules.allow_all_ingress.open_ports, ref, "allow-all-ingress")
-    findings += _allow_all(policy.egress, rules.allow_all_egress.open_ports, ref, "allow-all-egress")
-    for rule in policy.rules:
+    # Rules of a direction missing from the effective policyTypes have no effect in Kubernetes: nothing to judge.
+    ingress = policy.ingress if "Ingress" in policy.policy_types else ()
+    egress = policy.egress if "Egress" in policy.policy_types else ()
+    findings += _allow_all(ingress, rules.allow_all_ingress.open_ports, ref, "allow-all-ingress")
+    findings += _allow_all(egress, rules.allow_all_egress.open_ports, ref, "allow-all-egress")
+    for rule in ingress + egress:
         findings += _any_namespace(rule, ref)
         findings += _broad_cidr(rule, ref, rules.broad_cidr.min_prefix_v4, rules.broad_cidr.min_prefix_v6)
         if rule.direction == "Egress":
@@ -187,3 +190,14 @@ def _port_range(rule: Rule, ref: str, max_ports: int) -> Iterator[Finding]:
                 f"{count} ports (at most {max_ports})",
                 "fix: list the ports that are really used, or narrower ranges",
             )
+
+
+def normalised_cidr_notes(policy: NetworkPolicy) -> list[str]:
+    """Say which CIDRs had host bits set, and what Kubernetes reads them as."""
+    notes = []
+    for rule in policy.rules:
+        for index, block in _ip_blocks(rule):
+            if block.normalised:
+                notes.append(f"NetworkPolicy {policy.ref}: {rule.peers_field}[{index}].ipBlock.cidr "
+                             f"{block.written} has host bits set; it means {block.cidr}")
+    return notes

@@ -89,6 +89,8 @@ def parse_review(body: bytes) -> Review:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError) as error:
         raise BadReview(f"malformed JSON: {error}") from None
+    except RecursionError:
+        raise BadReview("malformed JSON: nested too deeply") from None
     if not isinstance(data, dict):
         raise BadReview(f"the body must be a JSON object (an AdmissionReview), not {type(data).__name__}")
     kind = data.get("kind")
@@ -111,8 +113,10 @@ def parse_review(body: bytes) -> Review:
     operation = request.get("operation")
     if operation not in OPERATIONS:
         raise BadReview(f"request.operation must be one of CREATE, UPDATE, DELETE, CONNECT, not {operation!r}")
-    namespace = _optional_str(request, "namespace")
-    name = _optional_str(request, "name")
+    namespace = _optional_str(request, "namespace") or _metadata_field(request.get("object"), "namespace") \
+        or _metadata_field(request.get("oldObject"), "namespace")
+    name = _optional_str(request, "name") or _metadata_field(request.get("object"), "name") \
+        or _metadata_field(request.get("oldObject"), "name")
     obj, old = request.get("object"), request.get("oldObject")
     if obj is not None and not isinstance(obj, dict):
         raise BadReview("request.object must be an object")
@@ -137,6 +141,13 @@ def parse_review(body: bytes) -> Review:
         ),
         sub_resource=_optional_str(request, "subResource"),
     )
+
+
+def _metadata_field(obj: Any, key: str) -> str:
+    """metadata.<key> of an object, for hand-written reviews that omit request.namespace or request.name."""
+    metadata = obj.get("metadata") if isinstance(obj, dict) else None
+    value = metadata.get(key) if isinstance(metadata, dict) else None
+    return value if isinstance(value, str) else ""
 
 
 def _optional_str(data: Mapping[str, Any], key: str) -> str:
