@@ -120,7 +120,8 @@ def _table(report: CheckReport) -> str:
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
     denied = sum(1 for r in report.results if not r.decision.allowed)
     warned = sum(1 for r in report.results if r.decision.allowed and r.decision.violations)
-    summary = f"{len(report.results)} objects: {denied} denied, {warned} with warnings"
+    count = len(report.results)
+    summary = f"{count} object{'' if count == 1 else 's'}: {denied} denied, {warned} with warnings"
     text = "\n".join(lines) + "\n"
     if details:
         text += "\n" + "\n".join(details) + "\n"

@@ -84,7 +84,8 @@ def serve(config_path: str | None, host: str | None, port: int | None, cert_dir:
 
 
 @main.command()
-@click.option("--out-dir", default="certs", show_default=True, help="Where to write ca.crt, tls.crt, tls.key.")
+@click.option("--out-dir", default="certs", show_default=True,
+              help="Where to write ca.crt, ca.key, tls.crt, tls.key (an existing CA is reused).")
 @click.option("--service", default="netpol-guard", show_default=True, help="The webhook Service name.")
 @click.option("--namespace", default="netpol-guard", show_default=True, help="The webhook Service namespace.")
 @click.option("--host", "hosts", multiple=True, help="Extra DNS name or IP for the certificate (repeatable).")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import shlex
+import shutil
 import signal
 import sys
 import tempfile
@@ -112,21 +113,29 @@ def main() -> int:
     bin_dir = ensure_binaries()
     work = Path(tempfile.mkdtemp(prefix="netpol-guard-demo-"))
     started = time.monotonic()
-    with ControlPlane(work_dir=work / "cluster", bin_dir=bin_dir, keep_work_dir=args.keep) as cp:
-        print(f"Control plane up in {time.monotonic() - started:.1f}s at {cp.server}")
-        install_base(cp)
-        _let_alice_label_namespaces(cp)
-        webhook = Webhook(cp, work / "webhook", E2E_CONFIG)
-        webhook.start()
-        try:
-            register(cp, webhook)
-            print(f"netpol-guard serving on {webhook.url} (log: {webhook.log_path})")
-            story(cp)
-            print(f"\n{BOLD}Demo complete.{RESET}")
-            if args.keep:
-                _wait_for_interrupt(cp, webhook)
-        finally:
-            webhook.stop()
+    try:
+        with ControlPlane(work_dir=work / "cluster", bin_dir=bin_dir, keep_work_dir=True) as cp:
+            print(f"Control plane up in {time.monotonic() - started:.1f}s at {cp.server}")
+            install_base(cp)
+            _let_alice_label_namespaces(cp)
+            webhook = Webhook(cp, work / "webhook", E2E_CONFIG)
+            webhook.start()
+            try:
+                register(cp, webhook)
+                print(f"netpol-guard serving on {webhook.url} (config: {webhook.config_path}, "
+                      f"log: {webhook.log_path})")
+                story(cp)
+                print(f"\n{BOLD}Demo complete.{RESET}")
+                if args.keep:
+                    _wait_for_interrupt(cp, webhook)
+            finally:
+                webhook.stop()
+        print("Stopped netpol-guard, kube-controller-manager, kube-apiserver and etcd.")
+    finally:
+        if args.keep:
+            print(f"Run directory kept: {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
     return 0
 
 

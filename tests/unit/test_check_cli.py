@@ -82,7 +82,7 @@ def test_table_output_is_readable(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert proc.stdout.splitlines()[0].split() == ["RESULT", "KIND", "NAMESPACE/NAME", "ISOLATION", "RULES"]
     assert "DENY    Pod   shop/web        ingress:no egress:no  deny-all-coverage" in proc.stdout
-    assert "1 objects: 1 denied, 0 with warnings" in proc.stdout
+    assert "1 object: 1 denied, 0 with warnings" in proc.stdout
 
 
 def test_bad_yaml_names_file_and_document(tmp_path: Path) -> None:
