@@ -80,7 +80,7 @@ def test_pod_in_uncovered_namespace_is_denied_with_403_and_fix(client: httpx.Cli
     assert "Pod open/web-0" in status["message"]
     assert '"name":"default-deny-all","namespace":"open"' in status["message"]
     assert response["auditAnnotations"] == {
-        "deny-all-coverage.deny": "deny-all-coverage: Pod open/web-0: namespace open has no default-deny for "
+        "deny-all-coverage": "denied: deny-all-coverage: Pod open/web-0: namespace open has no default-deny for "
                                   "Ingress and Egress",
     }
 
@@ -109,7 +109,7 @@ def test_per_namespace_audit_override_warns_instead(client: httpx.Client) -> Non
     assert response["allowed"] is True
     assert "status" not in response
     assert any(w.startswith("[audit mode, not enforced] deny-all-coverage") for w in response["warnings"])
-    assert list(response["auditAnnotations"]) == ["deny-all-coverage.warn"]
+    assert list(response["auditAnnotations"]) == ["deny-all-coverage"]
 
 
 def test_warn_rule_warns_in_enforce_mode(client: httpx.Client) -> None:
@@ -117,7 +117,7 @@ def test_warn_rule_warns_in_enforce_mode(client: httpx.Client) -> None:
     response = send(client, review("NetworkPolicy", policy))
     assert response["allowed"] is True
     assert any("broad-cidr" in w and "10.0.0.0/4" in w for w in response["warnings"])
-    assert "broad-cidr.warn" in response["auditAnnotations"]
+    assert "broad-cidr" in response["auditAnnotations"]
     assert all("/" not in key for key in response["auditAnnotations"])
 
 

@@ -34,12 +34,12 @@ def test_audit_mode_allows_with_warnings_and_annotations(
             assert "status" not in response
             assert response["warnings"][0].startswith("[audit mode, not enforced] deny-all-coverage: Pod open/web-0")
             assert any(w.startswith("fix: apply this default-deny first") for w in response["warnings"])
-            assert response["auditAnnotations"]["deny-all-coverage.warn"].startswith("deny-all-coverage:")
+            assert response["auditAnnotations"]["deny-all-coverage"].startswith("warned: deny-all-coverage:")
             policy = deny_all("covered", "everything")
             policy["spec"]["egress"] = [{"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}]}]
             response = client.post("/validate", json=review("NetworkPolicy", policy)).json()["response"]
             assert response["allowed"] is True
-            assert "broad-cidr.warn" in response["auditAnnotations"]
+            assert "broad-cidr" in response["auditAnnotations"]
             metrics = client.get("/metrics").text
             assert 'netpol_guard_requests_total{decision="warned",kind="Pod",mode="audit",operation="CREATE"} 1.0' \
                 in metrics

@@ -124,7 +124,7 @@ def test_audit_mode_warns_instead_of_denying() -> None:
     assert decision.allowed
     assert [v.action for v in decision.violations] == ["warn"]
     assert decision.warnings()[0].startswith("[audit mode, not enforced] deny-all-coverage: Pod shop/web")
-    assert set(decision.audit_annotations()) == {"deny-all-coverage.warn"}
+    assert set(decision.audit_annotations()) == {"deny-all-coverage"}
     assert all("/" not in key for key in decision.audit_annotations())
 
 

@@ -98,11 +98,13 @@ class Decision:
         return lines
 
     def audit_annotations(self) -> dict[str, str]:
-        """`auditAnnotations` for the API server audit log; keys must not contain '/'."""
+        """`auditAnnotations` for the API server audit log: one key per rule id (keys must not contain '/';
+        the API server prefixes them with the webhook's name). The value says what was done, then why."""
         annotations: dict[str, str] = {}
         for violation in self.violations:
-            key = f"{violation.rule}.{violation.action}"
-            annotations[key] = "; ".join(filter(None, (annotations.get(key), violation.message)))
+            entry = f"{'denied' if violation.action == 'deny' else 'warned'}: {violation.message}"
+            previous = annotations.get(violation.rule)
+            annotations[violation.rule] = entry if previous is None else f"{previous}; {entry}"
         return annotations
 
 
