@@ -174,6 +174,12 @@ def v1beta1() -> bytes:
     return json.dumps(body).encode()
 
 
+def without_object() -> bytes:
+    body = review("Pod", pod("open"))
+    del body["request"]["object"]
+    return json.dumps(body).encode()
+
+
 def without_uid() -> bytes:
     body = review("Pod", pod("open"))
     del body["request"]["uid"]
@@ -189,7 +195,8 @@ def without_uid() -> bytes:
     (without_uid(), "request.uid"),
     (v1beta1(), "unsupported apiVersion 'admission.k8s.io/v1beta1'"),
     (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
-], ids=["malformed", "not-utf8", "array", "not-review", "no-request", "no-uid", "v1beta1", "deep"])
+    (without_object(), "missing 'request.object' (required for CREATE of a Pod)"),
+], ids=["malformed", "not-utf8", "array", "not-review", "no-request", "no-uid", "v1beta1", "deep", "no-object"])
 def test_bad_input_is_400_with_json_error(client: httpx.Client, body: bytes, expected: str) -> None:
     answer = client.post("/validate", content=body, headers={"Content-Type": "application/json"})
     assert answer.status_code == 400

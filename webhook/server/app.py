@@ -122,6 +122,8 @@ def parse_review(body: bytes) -> Review:
         raise BadReview("request.object must be an object")
     if old is not None and not isinstance(old, dict):
         raise BadReview("request.oldObject must be an object")
+    if obj is None and operation in ("CREATE", "UPDATE") and object_kind in JUDGED_KINDS:
+        raise BadReview(f"missing 'request.object' (required for {operation} of a {object_kind})")
     user_info = request.get("userInfo") or {}
     if not isinstance(user_info, dict):
         raise BadReview("request.userInfo must be an object")
