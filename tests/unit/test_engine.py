@@ -275,16 +275,15 @@ def test_protected_labels_follow_the_global_mode_not_the_namespace_override() ->
     assert [(v.rule, v.action) for v in decision.violations] == [("protected-labels", "deny")]
 
 
-def test_global_exemptions_do_not_open_protected_labels() -> None:
+def test_label_exemptions_do_not_open_protected_labels() -> None:
     cfg = config(exemptions={"namespaceSelector": {"matchLabels": {"netpol-guard.io/exempt": "true"}},
                              "principals": {"users": ["ci"]}})
     exempted = namespace("shop", {"netpol-guard.io/exempt": "true"})
     # An exempt namespace may not shed (or change) its own exemption label without an admin...
     assert rule_ids(review(namespace("shop"), state(exempted), cfg, operation="UPDATE", old=exempted)) == \
         {"protected-labels"}
-    # ...and an exempt (non-admin) principal may not exempt other namespaces.
-    assert rule_ids(review(exempted, state(), cfg, operation="UPDATE", old=namespace("shop"), user="ci")) == \
-        {"protected-labels"}
+    # Exempt principals are trusted with everything, as the contract says (e.g. a GitOps controller).
+    assert review(exempted, state(), cfg, operation="UPDATE", old=namespace("shop"), user="ci").exempt
 
 
 def test_deleting_a_single_direction_default_deny_is_refused() -> None:

@@ -201,15 +201,15 @@ class Engine:
             return "the object is being deleted"
         if namespace in self._exempt_names:
             return f"namespace {namespace} is exempt by name"
-        if request.kind == "Namespace":
-            # protected-labels guards the very labels (and principals) that exempt: only adminPrincipals pass.
-            return None
-        if self._exempt_selector is not None and self._exempt_selector.matches(
+        if self.config.exemptions.principals.includes(request.user.username, request.user.groups):
+            # Exempt principals (e.g. a GitOps controller) are trusted with everything, namespace labels included.
+            return f"requester {request.user.username or '(unknown)'} is an exempt principal"
+        if request.kind != "Namespace" and self._exempt_selector is not None and self._exempt_selector.matches(
             self._namespace_labels(request, view, namespace)
         ):
+            # Not for Namespace requests: protected-labels guards the very labels that exempt, so an exempt
+            # namespace cannot shed or change its own exemption without an admin.
             return f"namespace {namespace} is exempt by label ({self._exempt_selector.describe()})"
-        if self.config.exemptions.principals.includes(request.user.username, request.user.groups):
-            return f"requester {request.user.username or '(unknown)'} is an exempt principal"
         return None
 
     def _violations(self, context: _Context) -> tuple[Violation, ...]:
