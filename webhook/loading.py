@@ -8,6 +8,7 @@ remember their file and document number, so every error can say where.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -138,15 +139,19 @@ MAX_FLOW_DEPTH = 200
 
 def _flow_depth(text: str) -> int:
     """Deepest nesting of YAML flow collections ([...] and {...}); quotes are not parsed, so it may overcount."""
+    if text.count("[") + text.count("{") <= MAX_FLOW_DEPTH:
+        return 0  # cannot be deeper than the number of openers (the usual case: decided in C)
     depth = deepest = 0
-    for char in text:
-        if char in "[{":
+    for bracket in _BRACKETS.findall(text):  # visit only the brackets, not every character
+        if bracket in "[{":
             depth += 1
-            if depth > deepest:
-                deepest = depth
-        elif char in "]}" and depth:
+            deepest = max(deepest, depth)
+        elif depth:
             depth -= 1
     return deepest
+
+
+_BRACKETS = re.compile(r"[\[\]{}]")
 
 
 def _objects(source: str, number: int, document: Any) -> Iterator[Manifest]:
