@@ -71,3 +71,16 @@ def test_unreadable_or_invalid_yaml_file(tmp_path: Path) -> None:
     bad.write_text("mode: [enforce\n")
     with pytest.raises(ConfigError, match=r"bad.yaml: invalid YAML \(line 2\)"):
         load_config(str(bad))
+
+
+def test_every_catalogued_rule_is_configurable_by_its_id() -> None:
+    from webhook.core.config import Rules
+    from webhook.core.rules import CATALOGUE
+
+    ids = [rule.id for rule in CATALOGUE]
+    assert ids == ["deny-all-coverage", "host-network", "allow-all-ingress", "allow-all-egress", "any-namespace",
+                   "broad-cidr", "metadata-endpoint", "port-range", "explicit-policy-types", "protect-deny-all",
+                   "protected-labels"]
+    assert sorted(field.alias or name for name, field in Rules.model_fields.items()) == sorted(ids)
+    for rule_id in ids:
+        assert Config().rules.get(rule_id).action in ("enforce", "warn")

@@ -120,12 +120,6 @@ class NetworkPolicy:
     def ref(self) -> str:
         return f"{self.namespace}/{self.name}"
 
-    def selects(self, pod_labels: Mapping[str, str]) -> bool:
-        return self.pod_selector.matches(pod_labels)
-
-    def isolates(self, direction: Direction) -> bool:
-        return direction in self.policy_types
-
     @property
     def selects_all_pods(self) -> bool:
         return self.pod_selector.is_empty

@@ -42,7 +42,6 @@ CATALOGUE: tuple[RuleInfo, ...] = (
     RuleInfo("protected-labels", "Namespace CREATE/UPDATE", "changing labels that netpol-guard's exemptions or "
              "mode overrides read, unless the requester is an admin principal"),
 )
-RULE_IDS = tuple(rule.id for rule in CATALOGUE)
 
 METADATA_ENDPOINTS = (ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254"))
 

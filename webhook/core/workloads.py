@@ -32,10 +32,6 @@ class PodTemplate:
     host_network: bool
     field: str  # where the template sits, e.g. `spec.template` ("" for a Pod)
 
-    @property
-    def labels_field(self) -> str:
-        return f"{self.field}.metadata.labels" if self.field else "metadata.labels"
-
 
 def pod_template(kind: str, obj: Mapping[str, Any]) -> PodTemplate | None:
     """The pod (template) of a workload object, or None when `kind` creates no pods."""
