@@ -8,6 +8,7 @@ process with the field named instead of being silently ignored.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import cached_property
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -61,12 +62,14 @@ class Principals(_Strict):
                                  "system:serviceaccount:namespace:name")
         return values
 
+    @cached_property
     def usernames(self) -> frozenset[str]:
+        """Users and service accounts as the API server names them; computed once (asked on every request)."""
         accounts = {service_account_username(v) for v in self.service_accounts}
         return frozenset(self.users) | {a for a in accounts if a}
 
     def includes(self, username: str, groups: frozenset[str]) -> bool:
-        return username in self.usernames() or not groups.isdisjoint(self.groups)
+        return username in self.usernames or not groups.isdisjoint(self.groups)
 
 
 def service_account_username(value: str) -> str | None:

@@ -135,7 +135,11 @@ class Engine:
         """Judge one request. Raises ObjectError when the object is malformed."""
         obj = request.old_object if request.operation == "DELETE" else request.object
         namespace = request.name if request.kind == "Namespace" else request.namespace
-        mode = self._mode_for(request, view, namespace)
+        # Mode overrides and the label exemption read namespace labels; a Namespace request is judged on
+        # neither (labels = None): protected-labels guards those very labels, so a namespace in audit mode
+        # or exempt by label must not be able to weaken its own guard.
+        labels = None if request.kind == "Namespace" else self._namespace_labels(view, namespace)
+        mode = self.config.mode if labels is None else self.mode_for_namespace(labels)
         ref = f"{request.kind} {_object_name(request, obj)}"
         if obj is None and request.kind == "NetworkPolicy" and request.operation == "DELETE":
             obj = {"metadata": {"name": request.name, "namespace": namespace}}
@@ -149,7 +153,7 @@ class Engine:
                 NOT_ISOLATED if template.host_network else isolation_of(template.labels, view.policies(namespace))
             )
 
-        exempt = self._exemption(request, view, namespace, obj)
+        exempt = self._exemption(request, namespace, obj, labels)
         if exempt is not None:
             return Decision(kind=request.kind, namespace=namespace, name=request.name, mode=mode,
                             exempt=exempt, isolation=isolation)
@@ -176,25 +180,14 @@ class Engine:
                 return mode
         return self.config.mode
 
-    # ----- modes, exemptions, actions -----
-    def _mode_for(self, request: Request, view: ClusterView, namespace: str) -> Mode:
-        if request.kind == "Namespace":
-            # Namespace labels are what mode overrides read: a namespace in audit mode must not be
-            # able to weaken its own guard, so protected-labels always follows the global mode.
-            return self.config.mode
-        return self.mode_for_namespace(self._namespace_labels(request, view, namespace))
-
-    def _namespace_labels(self, request: Request, view: ClusterView, namespace: str) -> Mapping[str, str]:
-        if request.kind == "Namespace":
-            # A Namespace is judged by the labels it has now, never by the ones it asks for:
-            # otherwise adding an exemption label would exempt the request that adds it.
-            old = request.old_object if request.operation != "CREATE" else None
-            return _labels_of(old) if old is not None else {}
+    # ----- exemptions, actions -----
+    @staticmethod
+    def _namespace_labels(view: ClusterView, namespace: str) -> Mapping[str, str]:
         info = view.namespace(namespace)
         return info.labels if info is not None else {NAME_LABEL: namespace}
 
     def _exemption(
-        self, request: Request, view: ClusterView, namespace: str, obj: Mapping[str, Any]
+        self, request: Request, namespace: str, obj: Mapping[str, Any], labels: Mapping[str, str] | None
     ) -> str | None:
         metadata = obj.get("metadata") if isinstance(obj, Mapping) else None
         if isinstance(metadata, Mapping) and metadata.get("deletionTimestamp") is not None:
@@ -204,11 +197,7 @@ class Engine:
         if self.config.exemptions.principals.includes(request.user.username, request.user.groups):
             # Exempt principals (e.g. a GitOps controller) are trusted with everything, namespace labels included.
             return f"requester {request.user.username or '(unknown)'} is an exempt principal"
-        if request.kind != "Namespace" and self._exempt_selector is not None and self._exempt_selector.matches(
-            self._namespace_labels(request, view, namespace)
-        ):
-            # Not for Namespace requests: protected-labels guards the very labels that exempt, so an exempt
-            # namespace cannot shed or change its own exemption without an admin.
+        if labels is not None and self._exempt_selector is not None and self._exempt_selector.matches(labels):
             return f"namespace {namespace} is exempt by label ({self._exempt_selector.describe()})"
         return None
 
