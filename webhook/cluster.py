@@ -26,6 +26,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from itertools import chain
 from typing import Any, Protocol
 
 from webhook.core.errors import ObjectError
@@ -116,25 +117,14 @@ class StaticSource:
 
 
 def _load_state(directory: str) -> ClusterState:
-    """Like state_from_manifests over the whole directory, but one file at a time.
+    """state_from_manifests over the whole directory, reading one file at a time.
 
-    Raw YAML dicts are many times bigger than the parsed policies; holding only one
-    file's worth at once keeps the peak (and so the resident size) of a large state down.
-    Later files win, as later documents do within a file.
+    Raw YAML dicts are many times bigger than the parsed policies; feeding the manifests
+    lazily, file by file, keeps only one file's worth alive at once, which keeps the peak
+    (and so the resident size) of a large state down. Later files win, as later documents do.
     """
-    namespaces: dict[str, NamespaceInfo] = {}
-    policies: dict[tuple[str, str], NetworkPolicy] = {}
-    for file in expand_paths([directory]):
-        partial = state_from_manifests(read_manifests([file]))
-        for name in partial.namespace_names():
-            info = partial.namespace(name)
-            if info is not None:
-                namespaces[name] = info
-            for policy in partial.policies(name):
-                policies[(policy.namespace, policy.name)] = policy
-    state = ClusterState()
-    state.replace_all(namespaces.values(), policies.values())
-    return state
+    files = expand_paths([directory])
+    return state_from_manifests(chain.from_iterable(read_manifests([file]) for file in files))
 
 
 class _Gone(Exception):

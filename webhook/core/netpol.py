@@ -215,13 +215,14 @@ def _parse_peers(raw: Any, path: str) -> tuple[Peer, ...]:
         if has_ip:
             peers.append(Peer(None, None, _parse_ip_block(peer["ipBlock"], f"{where}.ipBlock")))
             continue
+        # An absent selector (None) and an empty one ({}: everything) mean different things in a peer.
         pod_selector = (
-            parse_selector(peer["podSelector"], f"{where}.podSelector") if "podSelector" in peer
-            and peer["podSelector"] is not None else None
+            parse_selector(peer["podSelector"], f"{where}.podSelector")
+            if peer.get("podSelector") is not None else None
         )
         namespace_selector = (
             parse_selector(peer["namespaceSelector"], f"{where}.namespaceSelector")
-            if "namespaceSelector" in peer and peer["namespaceSelector"] is not None else None
+            if peer.get("namespaceSelector") is not None else None
         )
         peers.append(Peer(pod_selector, namespace_selector, None))
     return tuple(peers)
