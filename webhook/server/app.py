@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from webhook.cluster import ClusterSource
 from webhook.core.config import Config
-from webhook.errors import BadReview
+from webhook.errors import MAX_TEXT_CHARS, BadReview, clip_text, describe_bug
 from webhook.server.metrics import Metrics
 from webhook.server.review import parse_review, review_response
 from webhook.server.service import Service
@@ -32,6 +32,7 @@ from webhook.server.service import Service
 # its 413 instead of a reset connection; past it we answer and close.
 DRAIN_FACTOR = 4
 JSON = "application/json"
+ERROR_BODY_CHARS = MAX_TEXT_CHARS - 64  # room for {"error": ...} and escapes within 4 KiB
 
 log = structlog.get_logger("netpol_guard")
 
@@ -59,7 +60,12 @@ def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
-    return _json({"error": message}, status, headers)
+    return _json({"error": clip_text(message, ERROR_BODY_CHARS)}, status, headers)
+
+
+async def _send_error(send: Send, status: int, message: str, extra: tuple[tuple[bytes, bytes], ...] = ()) -> None:
+    """An error body of at most 4 KiB, whatever the message quotes."""
+    await _send_json(send, status, {"error": clip_text(message, ERROR_BODY_CHARS)}, extra)
 
 
 class Routes:
@@ -77,11 +83,11 @@ class Routes:
         except TooLarge as error:
             log.warning("request rejected", error="body too large", limit=self.max_body)
             close = () if error.drained else ((b"connection", b"close"),)
-            await _send_json(send, 413, {"error": f"request body larger than {self.max_body} bytes "
-                                                  "(server.maxBodyBytes)"}, close)
+            await _send_error(send, 413, f"request body larger than {self.max_body} bytes (server.maxBodyBytes)",
+                              close)
             return
         except BadReview as error:
-            await _send_json(send, 400, {"error": str(error)})
+            await _send_error(send, 400, str(error))
             return
         except ClientGone:
             return
@@ -90,18 +96,18 @@ class Routes:
             review = parse_review(body)
         except BadReview as error:
             log.warning("request rejected", error=str(error))
-            await _send_json(send, 400, {"error": str(error)})
+            await _send_error(send, 400, str(error))
             return
         try:
             outcome = await service.judge(review)
-        except Exception as error:  # a bug must cost one fail-mode answer, not a 500
-            log.exception("judging failed", uid=review.uid)
+        except Exception as error:  # a bug must cost one fail-mode answer, not a 500 (nor a traceback)
+            log.error("judging failed", uid=review.uid, error=describe_bug(error))
             outcome = service.failure("the request", f"internal error ({type(error).__name__})")
         duration = time.perf_counter() - started
         try:
             service.record(review, outcome, duration)
-        except Exception:  # metrics or logging trouble must not cost the answer
-            log.exception("recording the decision failed", uid=review.uid)
+        except Exception as error:  # metrics or logging trouble must not cost the answer
+            log.error("recording the decision failed", uid=review.uid, error=describe_bug(error))
         await _send_json(send, 200, review_response(review.uid, outcome))
 
     async def healthz(self, _: Request) -> Response:
@@ -194,7 +200,7 @@ def create_app(config: Config, source: ClusterSource) -> FastAPI:
         return _error(error.status_code, str(error.detail), dict(error.headers) if error.headers else None)
 
     async def unexpected(_: Request, error: Exception) -> Response:
-        structlog.get_logger("netpol_guard").error("unhandled error", exc_info=error)
+        log.error("unhandled error", error=describe_bug(error))
         return _error(503, "internal error; see the netpol-guard log")
 
     app.add_exception_handler(StarletteHTTPException, http_error)

@@ -23,10 +23,12 @@ import uvicorn
 
 from webhook.cluster import ClusterSource, SourceError, make_source
 from webhook.core.config import Config
+from webhook.errors import MAX_VALUE_CHARS, clip_text
 from webhook.server.app import create_app
 from webhook.server.tls import CertificateReloader, TLSError
 
 EXIT_OK, EXIT_STARTUP = 0, 2
+LOG_FIELD_CHARS = 1024  # a log field: each quoted value at most 256 characters, the field at most this
 GRACEFUL_SHUTDOWN_SECONDS = 20  # below Kubernetes' default 30 s terminationGracePeriodSeconds
 
 log = structlog.get_logger("netpol_guard")
@@ -38,6 +40,7 @@ def configure_logging(level: int = logging.INFO) -> None:
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _clip_values,
     ]
     structlog.configure(
         processors=[*shared, structlog.processors.format_exc_info,
@@ -58,6 +61,18 @@ def configure_logging(level: int = logging.INFO) -> None:
     root.setLevel(level)
     # The access log is replaced by our one line per decision.
     logging.getLogger("uvicorn.access").disabled = True
+
+
+def _clip_values(
+    _logger: object, _method: str, event: structlog.typing.EventDict
+) -> structlog.typing.EventDict:
+    """No log line carries an unbounded client value: every string field is clipped (quoted values to 256)."""
+    for key, value in event.items():
+        if isinstance(value, str) and len(value) > MAX_VALUE_CHARS and key != "exception":
+            event[key] = clip_text(value, LOG_FIELD_CHARS)
+        elif isinstance(value, list) and len(value) > 0 and isinstance(value[0], str):
+            event[key] = [clip_text(item, LOG_FIELD_CHARS) for item in value[:64]]
+    return event
 
 
 def _drop_color_message(

@@ -18,7 +18,7 @@ from webhook.cluster import ClusterSource
 from webhook.core.config import Config
 from webhook.core.engine import JUDGED_KINDS, Decision, Engine
 from webhook.core.state import ClusterView, NamespaceOverride
-from webhook.errors import LiveReadError, ObjectError
+from webhook.errors import LiveReadError, ObjectError, clip
 from webhook.server.metrics import Metrics
 from webhook.server.review import Outcome, Review, failure_outcome, outcome_of
 
@@ -88,7 +88,7 @@ class Service:
             self.metrics.count_violation(rule, action)
         log.info(
             "decision", uid=review.uid, kind=request.kind, namespace=request.namespace, name=request.name,
-            operation=request.operation, user=request.user.username, dry_run=request.dry_run,
+            operation=request.operation, user=clip(request.user.username), dry_run=request.dry_run,
             decision=outcome.decision, mode=outcome.mode, rules=list(outcome.rules),
             duration_ms=round(duration * 1000, 3),
             **_optional(exempt=outcome.exempt, confirmed=outcome.confirmed or None, error=outcome.error),
