@@ -190,6 +190,10 @@ class ServerSettings(_Strict):
     kubeconfig: str | None = None
     state: str | None = None
     max_body_bytes: int = Field(default=3 * 1024 * 1024, ge=1024, alias="maxBodyBytes")
+    # Overload bounds (see webhook/server/overload.py and the README's sizing section): reviews in progress
+    # beyond the first get HTTP 429; bodies over 64 KiB share a byte budget so giant ones cannot OOM the pod.
+    max_concurrent_reviews: int = Field(default=128, ge=1, le=100_000, alias="maxConcurrentReviews")
+    max_inflight_body_bytes: int = Field(default=4 * 1024 * 1024, ge=64 * 1024, alias="maxInflightBodyBytes")
     # Seconds between re-reads of the certificate files (rotation without restart).
     cert_reload_seconds: float = Field(default=10.0, gt=0, alias="certReloadSeconds")
 

@@ -40,6 +40,18 @@ class Metrics:
         self.cache_objects = Gauge(
             "netpol_guard_cache_objects", "Objects held in the cluster cache.", ["kind"], registry=self.registry,
         )
+        self.shed = Counter(
+            "netpol_guard_shed_total", "Reviews answered 429 because an overload bound was reached, by bound.",
+            ["bound"], registry=self.registry,
+        )
+        self.in_progress = Gauge(
+            "netpol_guard_reviews_in_progress", "Reviews being read, waiting or judged (at scrape time).",
+            registry=self.registry,
+        )
+        self.inflight_bytes = Gauge(
+            "netpol_guard_inflight_body_bytes", "Bytes of large bodies reserved in the budget (at scrape time).",
+            registry=self.registry,
+        )
         # `.labels()` costs a dict build and a lock per call; the label sets are few, so keep the children.
         self._request_children: dict[tuple[str, str, str, str], Counter] = {}
         self._violation_children: dict[tuple[str, str], Counter] = {}
@@ -50,6 +62,9 @@ class Metrics:
         if child is None:
             child = self._request_children[key] = self.requests.labels(*key)
         child.inc()
+
+    def count_shed(self, bound: str) -> None:
+        self.shed.labels(bound).inc()
 
     def count_violation(self, rule: str, action: str) -> None:
         key = (rule, action)
