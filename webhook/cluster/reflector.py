@@ -39,6 +39,7 @@ WATCH_SECONDS = 240
 WATCH_READ_TIMEOUT = WATCH_SECONDS + 30
 LIST_TIMEOUT = (5.0, 60.0)
 BACKOFF_START, BACKOFF_MAX = 0.5, 30.0
+STOP_SECONDS = 1.0
 
 
 class _Gone(Exception):
@@ -293,9 +294,10 @@ class KubernetesSource:
         self.stopping.set()
         for reflector in self._reflectors:
             reflector.interrupt()
+        deadline = time.monotonic() + STOP_SECONDS  # daemon threads: never hold the process's exit for long
         for reflector in self._reflectors:
             if reflector.thread.is_alive():
-                reflector.thread.join(timeout=2.0)
+                reflector.thread.join(timeout=max(0.0, deadline - time.monotonic()))
 
     def live_namespace(self, namespace: str) -> tuple[NamespaceInfo | None, list[NetworkPolicy]]:
         """One get + one list, each with a short timeout; updates the cache with what was read."""
