@@ -7,6 +7,7 @@ process with the field named instead of being silently ignored.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from functools import cached_property
 from typing import Any, Literal
@@ -140,6 +141,52 @@ class BroadCidrSettings(RuleSettings):
     min_prefix_v6: int = Field(default=32, ge=0, le=128, alias="minPrefixV6")
 
 
+DEFAULT_METADATA_ADDRESSES = (
+    "169.254.169.254",  # AWS, GCP, Azure, OpenStack, DigitalOcean, Oracle: instance metadata
+    "169.254.170.2",  # AWS ECS task metadata and credentials
+    "169.254.170.23",  # EKS Pod Identity agent
+    "fd00:ec2::254",  # AWS instance metadata over IPv6
+    "fd00:ec2::23",  # EKS Pod Identity agent over IPv6
+    "100.100.100.200",  # Alibaba Cloud
+)
+
+
+def _metadata_ports() -> list[OpenPort]:
+    return [OpenPort(port=80, protocol="TCP")]
+
+
+class MetadataEndpointSettings(RuleSettings):
+    addresses: list[str] = Field(default_factory=lambda: list(DEFAULT_METADATA_ADDRESSES))
+    # Ports that reach the metadata service: an egress rule with no `to` that opens one of them is flagged.
+    ports: list[OpenPort] = Field(default_factory=_metadata_ports)
+
+    @field_validator("addresses")
+    @classmethod
+    def _addresses(cls, values: list[str]) -> list[str]:
+        for value in values:
+            try:
+                ipaddress.ip_address(value)
+            except ValueError:
+                raise ValueError(f"{value!r} is not an IP address") from None
+        return values
+
+    @field_validator("ports")
+    @classmethod
+    def _numeric_ports(cls, values: list[OpenPort]) -> list[OpenPort]:
+        for value in values:
+            if not isinstance(value.port, int):
+                raise ValueError(f"metadata ports must be numbers, not {value.port!r}")
+        return values
+
+    @cached_property
+    def ip_addresses(self) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...]:
+        return tuple(ipaddress.ip_address(value) for value in self.addresses)
+
+    @cached_property
+    def port_intervals(self) -> tuple[tuple[str, tuple[int, int]], ...]:
+        return tuple((p.protocol, (int(p.port), p.end_port or int(p.port))) for p in self.ports)
+
+
 class PortRangeSettings(RuleSettings):
     max_ports: int = Field(default=1024, ge=1, le=65536, alias="maxPorts")
 
@@ -165,7 +212,9 @@ class Rules(_Strict):
     )
     any_namespace: RuleSettings = Field(default_factory=RuleSettings, alias="any-namespace")
     broad_cidr: BroadCidrSettings = Field(default_factory=BroadCidrSettings, alias="broad-cidr")
-    metadata_endpoint: RuleSettings = Field(default_factory=RuleSettings, alias="metadata-endpoint")
+    metadata_endpoint: MetadataEndpointSettings = Field(
+        default_factory=MetadataEndpointSettings, alias="metadata-endpoint"
+    )
     port_range: PortRangeSettings = Field(default_factory=PortRangeSettings, alias="port-range")
     explicit_policy_types: ExplicitPolicyTypesSettings = Field(
         default_factory=ExplicitPolicyTypesSettings, alias="explicit-policy-types"

@@ -250,7 +250,9 @@ class Engine:
         request = context.request
         if request.operation in ("CREATE", "UPDATE") and request.object is not None:
             policy = parse_network_policy(request.object, context.namespace)
-            context.findings += policy_findings(policy, self.config, self.offline)
+            # Offline (`check`) the inputs need not hold every namespace: only by-construction selectors count.
+            namespaces = None if self.offline else view.all_namespaces()
+            context.findings += policy_findings(policy, self.config, self.offline, namespaces or None)
             context.notes += normalised_cidr_notes(policy)
         if request.operation in ("UPDATE", "DELETE"):
             old: NetworkPolicy | None

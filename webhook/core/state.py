@@ -56,6 +56,10 @@ class ClusterView(Protocol):
 
     def coverage(self, namespace: str) -> Isolation: ...
 
+    def all_namespaces(self) -> Sequence[NamespaceInfo]:
+        """Every namespace known to exist (empty when unknown, e.g. offline)."""
+        ...
+
 
 class ClusterState:
     """A mutable ClusterView, safe to update from one thread while others read."""
@@ -66,6 +70,7 @@ class ClusterState:
         self._policies: dict[str, dict[str, NetworkPolicy]] = {}
         self._policy_lists: dict[str, tuple[NetworkPolicy, ...]] = {}
         self._coverage: dict[str, Isolation] = {}
+        self._namespace_list: tuple[NamespaceInfo, ...] | None = None
 
     # --- reads (lock-free: each read sees one whole immutable value) ---
     def namespace(self, name: str) -> NamespaceInfo | None:
@@ -78,6 +83,12 @@ class ClusterState:
         found = self._coverage.get(namespace)
         return found if found is not None else Isolation()
 
+    def all_namespaces(self) -> Sequence[NamespaceInfo]:
+        found = self._namespace_list
+        if found is None:
+            found = self._namespace_list = tuple(self._namespaces.values())
+        return found
+
     def namespace_names(self) -> list[str]:
         return sorted(set(self._namespaces) | set(self._policy_lists))
 
@@ -89,10 +100,12 @@ class ClusterState:
     def set_namespace(self, info: NamespaceInfo) -> None:
         with self._lock:
             self._namespaces[info.name] = info
+            self._namespace_list = None
 
     def remove_namespace(self, name: str) -> None:
         with self._lock:
             self._namespaces.pop(name, None)
+            self._namespace_list = None
 
     def set_policy(self, policy: NetworkPolicy) -> None:
         with self._lock:
@@ -119,6 +132,7 @@ class ClusterState:
         coverage = {ns: namespace_coverage(p) for ns, p in lists.items()}
         with self._lock:
             self._namespaces = {n.name: n for n in namespaces}
+            self._namespace_list = None
             self._policies = by_namespace
             self._policy_lists = lists
             self._coverage = coverage
@@ -158,3 +172,6 @@ class NamespaceOverride:
 
     def coverage(self, namespace: str) -> Isolation:
         return self._coverage if namespace == self._namespace else self._base.coverage(namespace)
+
+    def all_namespaces(self) -> Sequence[NamespaceInfo]:
+        return self._base.all_namespaces()
