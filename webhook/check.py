@@ -32,19 +32,28 @@ class CheckResult:
     manifest: Manifest
     namespace: str  # "" for cluster-scoped objects (Namespace)
     decision: Decision
+    # `audit` only: the object exists in the cluster but cannot be read (the API server would refuse it today).
+    error: str | None = None
+
+    @property
+    def allowed(self) -> bool:
+        return self.error is None and self.decision.allowed
 
     def as_json(self) -> dict[str, object]:
         decision = self.decision
-        return {
+        data: dict[str, object] = {
             "kind": self.manifest.kind,
             "namespace": self.namespace,
             "name": self.manifest.name,
-            "allowed": decision.allowed,
+            "allowed": self.allowed,
             "violations": [
                 {"rule": v.rule, "action": v.action, "message": v.text} for v in decision.violations
             ],
             "isolation": decision.isolation.as_dict() if decision.isolation is not None else None,
         }
+        if self.error is not None:
+            data["error"] = self.error
+        return data
 
 
 @dataclass(frozen=True)
@@ -53,7 +62,7 @@ class CheckReport:
 
     @property
     def allowed(self) -> bool:
-        return all(result.decision.allowed for result in self.results)
+        return all(result.allowed for result in self.results)
 
 
 def run_check(
@@ -98,7 +107,10 @@ def _table(report: CheckReport) -> str:
     details: list[str] = []
     for result in report.results:
         decision = result.decision
-        if not decision.allowed:
+        if result.error is not None:
+            verdict = "ERROR"
+            details.append(f"ERROR {result.manifest.where}\n  {result.error}")
+        elif not decision.allowed:
             verdict = "DENY"
         elif decision.violations:
             verdict = "WARN"
@@ -118,10 +130,13 @@ def _table(report: CheckReport) -> str:
         details.extend(f"NOTE {result.manifest.where}\n  {note}" for note in decision.notes)
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
-    denied = sum(1 for r in report.results if not r.decision.allowed)
+    denied = sum(1 for r in report.results if r.error is None and not r.decision.allowed)
     warned = sum(1 for r in report.results if r.decision.allowed and r.decision.violations)
+    unreadable = sum(1 for r in report.results if r.error is not None)
     count = len(report.results)
     summary = f"{count} object{'' if count == 1 else 's'}: {denied} denied, {warned} with warnings"
+    if unreadable:
+        summary += f", {unreadable} unreadable"
     text = "\n".join(lines) + "\n"
     if details:
         text += "\n" + "\n".join(details) + "\n"

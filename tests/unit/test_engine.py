@@ -300,3 +300,40 @@ def test_normalised_cidrs_are_noted() -> None:
     assert decision.allowed and decision.violations == ()
     assert decision.notes == ("NetworkPolicy shop/p: spec.egress[0].to[0].ipBlock.cidr 10.1.2.3/16 has host bits "
                               "set; it means 10.1.0.0/16",)
+
+
+# ----- stored objects we cannot read -----
+UNREADABLE = netpol("legacy", policyTypes=["Ingress", "Egress"], ingress=[{"ports": [{"port": "Not_A_Name"}]}])
+
+
+def test_an_unreadable_stored_policy_never_blocks_its_own_delete() -> None:
+    decision = review(None, state(), operation="DELETE", old=UNREADABLE)  # type: ignore[arg-type]
+    assert decision.allowed and decision.violations == ()
+    assert decision.notes == ("NetworkPolicy shop/legacy as stored cannot be read (spec.ingress[0].ports[0].port: "
+                              "'Not_A_Name' is not a port number or an IANA service name (at most 15 characters "
+                              "a-z, 0-9 and '-', at least one letter, no '--', no '-' at either end)); "
+                              "judged without it",)
+    # Fixing it (an UPDATE to something readable) is judged on the new object alone.
+    fixed = deny_all(name="legacy")
+    assert review(fixed, state(), operation="UPDATE", old=UNREADABLE).allowed
+
+
+def test_an_unreadable_policy_never_hides_the_rest_of_its_namespace() -> None:
+    from webhook.core.netpol import parse_network_policy
+    from webhook.core.state import ClusterState
+
+    cluster = ClusterState()
+    cluster.replace_all([], [parse_network_policy(deny_all())], [("shop", "legacy", "spec.ingress[0]: bad")])
+    assert review(pod(), cluster).allowed  # judged on the readable deny-all
+    cluster.remove_policy("shop", "default-deny-all")
+    (violation,) = review(pod(), cluster).violations
+    assert violation.message == (
+        "deny-all-coverage: Pod shop/web: namespace shop has no default-deny for Ingress and Egress; judged on the "
+        "readable policies only, these could not be read: NetworkPolicy shop/legacy: spec.ingress[0]: bad")
+    # A later readable version replaces the unreadable entry, and a delete forgets it.
+    cluster.set_policy(parse_network_policy(deny_all(name="legacy")))
+    assert cluster.unreadable("shop") == {} and review(pod(), cluster).allowed
+    cluster.set_unreadable("shop", "legacy", "broken again")
+    assert cluster.policies("shop") == () and cluster.unreadable("shop") == {"legacy": "broken again"}
+    cluster.remove_policy("shop", "legacy")
+    assert cluster.unreadable("shop") == {}

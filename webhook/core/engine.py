@@ -237,12 +237,12 @@ class Engine:
         if self.config.coverage == "namespace":
             coverage = view.coverage(context.namespace)
             if not coverage.complete:
-                context.findings.append(_namespace_coverage_finding(context, coverage))
+                context.findings.append(_namespace_coverage_finding(context, coverage, view))
                 context.confirm = True
         else:
             isolation = isolation_of(template.labels, view.policies(context.namespace))
             if not isolation.complete:
-                context.findings.append(_pod_coverage_finding(context, template, isolation))
+                context.findings.append(_pod_coverage_finding(context, template, isolation, view))
                 context.confirm = True
 
     # ----- network policies -----
@@ -257,7 +257,12 @@ class Engine:
         if request.operation in ("UPDATE", "DELETE"):
             old: NetworkPolicy | None
             if request.old_object is not None:
-                old = parse_network_policy(request.old_object, context.namespace)
+                try:
+                    old = parse_network_policy(request.old_object, context.namespace)
+                except ObjectError as error:
+                    # Stored by the API server, unreadable to us: it must never block its own removal or fix.
+                    context.notes.append(f"{context.ref} as stored cannot be read ({error}); judged without it")
+                    old = None
             else:  # API servers before 1.15 sent no oldObject on DELETE: use what the cache holds
                 old = _cached_policy(view, context.namespace, request.name)
             if old is not None:
@@ -283,7 +288,7 @@ class Engine:
         context.findings.append(Finding(
             "protect-deny-all",
             f"protect-deny-all: {verb} NetworkPolicy {old.ref} would leave namespace {context.namespace} "
-            f"without default-deny for {' and '.join(lost)}",
+            f"without default-deny for {' and '.join(lost)}{_unreadable_text(view, context.namespace)}",
             "fix: apply another default-deny policy for that direction first (deleting the namespace is allowed)",
         ))
         context.confirm = True
@@ -319,19 +324,30 @@ class Engine:
             ))
 
 
-def _namespace_coverage_finding(context: _Context, coverage: Isolation) -> Finding:
+def _unreadable_text(view: ClusterView, namespace: str) -> str:
+    """Name the policies that exist but could not be read: the verdict was reached without them."""
+    broken = view.unreadable(namespace)
+    if not broken:
+        return ""
+    listed = "; ".join(f"NetworkPolicy {namespace}/{name}: {problem}" for name, problem in sorted(broken.items()))
+    return f"; judged on the readable policies only, these could not be read: {listed}"
+
+
+def _namespace_coverage_finding(context: _Context, coverage: Isolation, view: ClusterView) -> Finding:
     missing = coverage.missing
     present = [f"{d}: {', '.join(coverage.by(d))}" for d in ("Ingress", "Egress") if coverage.by(d)]
     have = f" (covered {'; '.join(present)})" if present else ""
     return Finding(
         "deny-all-coverage",
         f"deny-all-coverage: {context.ref}: namespace {context.namespace} has no default-deny for "
-        f"{' and '.join(missing)}{have}",
+        f"{' and '.join(missing)}{have}{_unreadable_text(view, context.namespace)}",
         _coverage_fix(context.namespace, missing),
     )
 
 
-def _pod_coverage_finding(context: _Context, template: PodTemplate, isolation: Isolation) -> Finding:
+def _pod_coverage_finding(
+    context: _Context, template: PodTemplate, isolation: Isolation, view: ClusterView,
+) -> Finding:
     missing = isolation.missing
     present = [f"{d}: {', '.join(isolation.by(d))}" for d in ("Ingress", "Egress") if isolation.by(d)]
     have = f" (isolated {'; '.join(present)})" if present else ""
@@ -339,7 +355,7 @@ def _pod_coverage_finding(context: _Context, template: PodTemplate, isolation: I
     return Finding(
         "deny-all-coverage",
         f"deny-all-coverage: {context.ref}: no NetworkPolicy selecting its pods ({labels}) isolates "
-        f"{' and '.join(missing)}{have}",
+        f"{' and '.join(missing)}{have}{_unreadable_text(view, context.namespace)}",
         _coverage_fix(context.namespace, missing),
     )
 

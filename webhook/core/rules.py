@@ -256,11 +256,15 @@ def _port_range(rule: Rule, ref: str, max_ports: int) -> Iterator[Finding]:
 
 
 def normalised_cidr_notes(policy: NetworkPolicy) -> list[str]:
-    """Say which CIDRs had host bits set, and what Kubernetes reads them as."""
+    """Say which CIDRs had host bits set or leading zeros, and what Kubernetes reads them as."""
     notes = []
     for rule in policy.rules:
         for index, block in _ip_blocks(rule):
+            where = f"NetworkPolicy {policy.ref}: {rule.peers_field}[{index}].ipBlock"
             if block.normalised:
-                notes.append(f"NetworkPolicy {policy.ref}: {rule.peers_field}[{index}].ipBlock.cidr "
-                             f"{block.written} has host bits set; it means {block.cidr}")
+                notes.append(f"{where}.cidr {block.written} has host bits set; it means {block.cidr}")
+            if block.leading_zeros:
+                notes.append(f"{where} is written with leading zeros, which the API server's legacy CIDR parser "
+                             f"reads as decimal, never octal: {block.written} means {block.cidr}"
+                             + (f", except {', '.join(map(str, block.excepts))}" if block.excepts else ""))
     return notes
