@@ -337,3 +337,36 @@ def test_an_unreadable_policy_never_hides_the_rest_of_its_namespace() -> None:
     assert cluster.policies("shop") == () and cluster.unreadable("shop") == {"legacy": "broken again"}
     cluster.remove_policy("shop", "legacy")
     assert cluster.unreadable("shop") == {}
+
+
+# ----- exempt names -----
+EXEMPT_NAMES = config(exemptions={"namespaces": ["monitoring"], "principals": {"users": ["gitops"]}},
+                      rules={"broad-cidr": {"exemptNamespaces": ["egress-gateway", "monitoring"]}})
+
+
+@pytest.mark.parametrize(("name", "sources"), [
+    ("monitoring", "exemptions.namespaces, rules.broad-cidr.exemptNamespaces"),
+    ("egress-gateway", "rules.broad-cidr.exemptNamespaces"),
+    ("netpol-guard", "netpol-guard's own namespace"),
+    ("kube-public", "a system namespace"),
+])
+def test_creating_a_namespace_with_an_exempt_name_needs_an_admin(name: str, sources: str) -> None:
+    decision = review(namespace(name), state(), EXEMPT_NAMES)
+    (violation,) = decision.violations
+    assert (violation.rule, violation.action) == ("protected-labels", "deny")
+    assert violation.message == (
+        f"protected-labels: Namespace {name}: the name {name} is exempt by name ({sources}); creating a namespace "
+        "with an exempt name needs an admin principal")
+    assert review(namespace(name), state(), EXEMPT_NAMES, groups=("system:masters",)).allowed
+    assert review(namespace(name), state(), EXEMPT_NAMES, user="gitops").allowed  # exempt principal
+    assert review(namespace("shop"), state(), EXEMPT_NAMES).allowed
+
+
+def test_existing_exempt_namespaces_keep_working() -> None:
+    monitoring = namespace("monitoring", {"team": "obs"})
+    updated = namespace("monitoring", {"team": "obs", "x": "y"})
+    assert review(updated, state(monitoring), EXEMPT_NAMES, operation="UPDATE", old=monitoring).allowed
+    assert review(pod(namespace="monitoring"), state(monitoring), EXEMPT_NAMES).exempt == \
+        "namespace monitoring is exempt by name"
+    off = config(exemptions={"namespaces": ["monitoring"]}, rules={"protected-labels": {"action": "off"}})
+    assert review(namespace("monitoring"), state(), off).allowed

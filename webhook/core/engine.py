@@ -13,11 +13,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from webhook.core.config import Config, Mode
+from webhook.core.config import SYSTEM_NAMESPACES, Config, Mode
 from webhook.core.coverage import NOT_ISOLATED, Isolation, isolation_of, namespace_coverage
 from webhook.core.errors import ObjectError
 from webhook.core.netpol import NetworkPolicy, parse_network_policy
-from webhook.core.rules import Finding, normalised_cidr_notes, policy_findings
+from webhook.core.rules import CATALOGUE, Finding, normalised_cidr_notes, policy_findings
 from webhook.core.selectors import LabelSelector
 from webhook.core.state import NAME_LABEL, ClusterView
 from webhook.core.workloads import WORKLOAD_KINDS, PodTemplate, pod_template
@@ -129,6 +129,7 @@ class Engine:
         self._exempt_selector: LabelSelector | None = selector.compiled() if selector else None
         self._overrides = [(o.namespace_selector.compiled(), o.mode) for o in config.mode_overrides]
         self._protected_keys = config.protected_label_keys() - {NAME_LABEL}
+        self._exempt_name_sources = _exempt_name_sources(config)
 
     # ----- public -----
     def review(self, request: Request, view: ClusterView, *, with_isolation: bool = False) -> Decision:
@@ -192,7 +193,9 @@ class Engine:
         metadata = obj.get("metadata") if isinstance(obj, Mapping) else None
         if isinstance(metadata, Mapping) and metadata.get("deletionTimestamp") is not None:
             return "the object is being deleted"
-        if namespace in self._exempt_names:
+        if namespace in self._exempt_names and not (request.kind == "Namespace" and request.operation == "CREATE"):
+            # Creating a namespace whose name is exempt is judged (protected-labels): whoever creates
+            # `monitoring` first must not become exempt by choosing the name.
             return f"namespace {namespace} is exempt by name"
         if self.config.exemptions.principals.includes(request.user.username, request.user.groups):
             # Exempt principals (e.g. a GitOps controller) are trusted with everything, namespace labels included.
@@ -296,10 +299,22 @@ class Engine:
     # ----- namespaces -----
     def _judge_namespace(self, context: _Context) -> None:
         request = context.request
-        if request.operation not in ("CREATE", "UPDATE") or not self._protected_keys:
+        exempt_by = self._exempt_name_sources.get(context.namespace) if request.operation == "CREATE" else None
+        if request.operation not in ("CREATE", "UPDATE") or not (self._protected_keys or exempt_by):
             return
         admins = self.config.rules.protected_labels.admin_principals
         if admins.includes(request.user.username, request.user.groups):
+            return
+        who = request.user.username or "this requester"
+        if exempt_by:
+            context.findings.append(Finding(
+                "protected-labels",
+                f"protected-labels: {context.ref}: the name {context.namespace} is exempt by name "
+                f"({', '.join(exempt_by)}); creating a namespace with an exempt name needs an admin principal",
+                f"fix: choose another name, or ask a netpol-guard admin to create it ({who} is not an admin "
+                "principal)",
+            ))
+        if not self._protected_keys:
             return
         new = _labels_of(request.object)
         old = _labels_of(request.old_object) if request.operation == "UPDATE" else {}
@@ -315,7 +330,6 @@ class Engine:
             else:
                 changes.append(f"changes {key} from {before} to {after}")
         if changes:
-            who = request.user.username or "this requester"
             context.findings.append(Finding(
                 "protected-labels",
                 f"protected-labels: {context.ref} {', '.join(changes)}; these labels decide netpol-guard's "
@@ -331,6 +345,20 @@ def _unreadable_text(view: ClusterView, namespace: str) -> str:
         return ""
     listed = "; ".join(f"NetworkPolicy {namespace}/{name}: {problem}" for name, problem in sorted(broken.items()))
     return f"; judged on the readable policies only, these could not be read: {listed}"
+
+
+def _exempt_name_sources(config: Config) -> dict[str, list[str]]:
+    """Every namespace name on an exemption list -> the lists that name it (for messages)."""
+    sources: dict[str, list[str]] = {}
+    own = [(name, "a system namespace") for name in SYSTEM_NAMESPACES]
+    own.append((config.namespace, "netpol-guard's own namespace"))
+    own += [(name, "exemptions.namespaces") for name in config.exemptions.namespaces]
+    for rule_id in (rule.id for rule in CATALOGUE):
+        own += [(name, f"rules.{rule_id}.exemptNamespaces") for name in config.rules.get(rule_id).exempt_namespaces]
+    for name, source in own:
+        if source not in sources.setdefault(name, []):
+            sources[name].append(source)
+    return sources
 
 
 def _namespace_coverage_finding(context: _Context, coverage: Isolation, view: ClusterView) -> Finding:
