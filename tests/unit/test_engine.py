@@ -166,8 +166,28 @@ def test_objects_being_deleted_are_never_judged() -> None:
 # ----- updates -----
 def test_controller_updates_are_judged_like_creates() -> None:
     old = workload("Deployment")
-    assert not review(copy.deepcopy(old), state(), operation="UPDATE", old=old).allowed
-    assert review(copy.deepcopy(old), state(deny_all()), operation="UPDATE", old=old).allowed
+    new = copy.deepcopy(old)
+    new["spec"]["template"]["metadata"]["labels"]["version"] = "2"
+    assert not review(new, state(), operation="UPDATE", old=old).allowed
+    assert review(new, state(deny_all()), operation="UPDATE", old=old).allowed
+
+
+@pytest.mark.parametrize("kind", sorted(set(TEMPLATE_PATHS) - {"Pod"}))
+def test_controller_updates_that_keep_the_pod_template_get_no_opinion(kind: str) -> None:
+    # Scaling, the garbage collector removing an ownerReference (kubectl delete --cascade=orphan), annotations.
+    old = workload(kind)
+    new = copy.deepcopy(old)
+    new["metadata"]["annotations"] = {"note": "x"}
+    new["metadata"]["ownerReferences"] = []
+    new.setdefault("spec", {})["replicas"] = 0
+    decision = review(new, state(), operation="UPDATE", old=old)
+    assert decision.allowed and not decision.judged and decision.violations == ()
+    hostile = copy.deepcopy(old)
+    template = hostile
+    for key in TEMPLATE_PATHS[kind]:
+        template = template[key]
+    template.setdefault("spec", {})["hostNetwork"] = True
+    assert rule_ids(review(hostile, state(deny_all()), operation="UPDATE", old=old)) == {"host-network"}
 
 
 def test_pod_update_is_judged_only_in_pod_mode() -> None:

@@ -20,7 +20,7 @@ from webhook.core.netpol import NetworkPolicy, parse_network_policy
 from webhook.core.rules import CATALOGUE, Finding, normalised_cidr_notes, policy_findings
 from webhook.core.selectors import LabelSelector
 from webhook.core.state import NAME_LABEL, ClusterView
-from webhook.core.workloads import WORKLOAD_KINDS, PodTemplate, pod_template
+from webhook.core.workloads import TEMPLATE_PATHS, WORKLOAD_KINDS, PodTemplate, pod_template
 
 Operation = Literal["CREATE", "UPDATE", "DELETE", "CONNECT"]
 JUDGED_KINDS = WORKLOAD_KINDS | {"NetworkPolicy", "Namespace"}
@@ -148,6 +148,11 @@ class Engine:
             return Decision(kind=request.kind, namespace=namespace, name=request.name, mode=mode, judged=False)
 
         template = pod_template(request.kind, obj) if request.kind in WORKLOAD_KINDS else None
+        if template is not None and _template_unchanged(request):
+            # A controller UPDATE that leaves the pod template alone (scaling, the garbage collector removing an
+            # ownerReference, an annotation) changes nothing about the pods: no opinion, or an object admitted
+            # in audit mode could never be scaled, annotated or orphaned once its namespace enforces.
+            return Decision(kind=request.kind, namespace=namespace, name=request.name, mode=mode, judged=False)
         isolation = None
         if with_isolation and template is not None:
             isolation = (
@@ -416,6 +421,21 @@ def _labels_of(obj: Mapping[str, Any] | None) -> Mapping[str, str]:
     if not isinstance(labels, Mapping):
         raise ObjectError("metadata.labels", "must be a mapping")
     return labels
+
+
+def _template_unchanged(request: Request) -> bool:
+    """True for an UPDATE of a controller whose pod template (old vs new) is exactly the same."""
+    if request.operation != "UPDATE" or request.kind == "Pod" or request.old_object is None or request.object is None:
+        return False
+    path = TEMPLATE_PATHS[request.kind]
+    return bool(_dig(request.object, path) == _dig(request.old_object, path))
+
+
+def _dig(obj: Mapping[str, Any], path: Sequence[str]) -> Any:
+    node: Any = obj
+    for key in path:
+        node = node.get(key) if isinstance(node, Mapping) else None
+    return node
 
 
 def _cached_policy(view: ClusterView, namespace: str, name: str) -> NetworkPolicy | None:
