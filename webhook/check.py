@@ -8,8 +8,8 @@ NetworkPolicies found in the same inputs (order does not matter, as with
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
 
 from webhook.core.config import Config
 from webhook.core.engine import Decision, Engine, Request, User
@@ -74,7 +74,11 @@ def run_check(
     groups: Iterable[str] = (),
 ) -> CheckReport:
     """Read and judge; raises InputError (with file and document) for bad input."""
-    manifests = read_manifests(paths)
+    # Judged as creations: the API server clears deletionTimestamp on create, so a manifest carrying one
+    # must not be waved through as "being deleted".
+    manifests = [_as_created(m) for m in read_manifests(paths)]
+    if not manifests:
+        raise InputError(f"no Kubernetes objects found in {', '.join(paths) or 'the inputs'}")
     state = state_from_manifests(manifests, default_namespace)
     engine = Engine(config, offline=True)
     requester = User(username=user, groups=frozenset(groups))
@@ -85,6 +89,14 @@ def run_check(
         except ObjectError as error:
             raise InputError(f"{manifest.where}: {manifest.kind} {manifest.name}: {error}") from None
     return CheckReport(results)
+
+
+def _as_created(manifest: Manifest) -> Manifest:
+    metadata = manifest.obj.get("metadata")
+    if not isinstance(metadata, Mapping) or "deletionTimestamp" not in metadata:
+        return manifest
+    cleared = {k: v for k, v in metadata.items() if k not in ("deletionTimestamp", "deletionGracePeriodSeconds")}
+    return replace(manifest, obj={**manifest.obj, "metadata": cleared})
 
 
 def judge_as_created(engine: Engine, view: ClusterView, manifest: Manifest, default_namespace: str,
