@@ -21,6 +21,7 @@ from webhook.core.engine import Decision, Engine
 from webhook.core.errors import ObjectError
 from webhook.core.netpol import NetworkPolicy, parse_network_policy
 from webhook.core.state import ClusterState, NamespaceInfo, parse_namespace
+from webhook.errors import AuditError as AuditError  # re-exported: raised here
 from webhook.kubeclient import load_configuration
 from webhook.loading import CLUSTER, Manifest
 
@@ -44,10 +45,6 @@ AUDITED_OWNERS = frozenset({
     ("", "ReplicationController"), ("batch", "CronJob"), ("batch", "Job"),
 })
 PAGE_SIZE = 500
-
-
-class AuditError(Exception):
-    """The cluster could not be read; the message says what failed."""
 
 
 def run_audit(config: Config, kubeconfig: str | None) -> CheckReport:
