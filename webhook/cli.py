@@ -79,18 +79,20 @@ def check(paths: tuple[str, ...], config_path: str | None, output: str, namespac
 @click.option("--host", help="Address to listen on (default 0.0.0.0).")
 @click.option("--port", type=click.IntRange(1, 65535), help="HTTPS port (default 8443).")
 @click.option("--cert-dir", help="Directory holding tls.crt and tls.key (reloaded when they change).")
+@click.option("--client-ca", type=click.Path(dir_okay=False),
+              help="Require client certificates signed by this CA (PEM); others are refused at TLS.")
 @click.option("--mode", type=click.Choice(["enforce", "audit"]), help="Override the config's global mode.")
 @click.option("--kubeconfig", help="Kubeconfig file (default: in-cluster config, then ~/.kube/config).")
 @click.option("--state", help="Take Namespaces and NetworkPolicies from manifests here instead of a cluster.")
 def serve(config_path: str | None, host: str | None, port: int | None, cert_dir: str | None,
-          mode: str | None, kubeconfig: str | None, state: str | None) -> None:
+          client_ca: str | None, mode: str | None, kubeconfig: str | None, state: str | None) -> None:
     """Run the HTTPS admission webhook (POST /validate, /healthz, /readyz, /metrics)."""
     from webhook.server.run import serve as run_server
 
     config = load_config(config_path)
     server_overrides: dict[str, Any] = {
         key: value
-        for key, value in {"host": host, "port": port, "cert_dir": cert_dir,
+        for key, value in {"host": host, "port": port, "cert_dir": cert_dir, "client_ca": client_ca,
                            "kubeconfig": kubeconfig, "state": state}.items()
         if value is not None
     }

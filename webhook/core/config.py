@@ -240,6 +240,8 @@ class ServerSettings(_Strict):
     cert_dir: str = Field(default="/etc/netpol-guard/tls", alias="certDir")
     kubeconfig: str | None = None
     state: str | None = None
+    # A PEM CA bundle: clients (the API server) must present a certificate it signed, or the TLS handshake fails.
+    client_ca: str | None = Field(default=None, alias="clientCA")
     max_body_bytes: int = Field(default=3 * 1024 * 1024, ge=1024, alias="maxBodyBytes")
     # Overload bounds (see webhook/server/overload.py and the README's sizing section): reviews in progress
     # beyond the first get HTTP 429; bodies over 64 KiB share a byte budget so giant ones cannot OOM the pod.

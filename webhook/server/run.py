@@ -26,7 +26,7 @@ from webhook.cluster import ClusterSource, SourceError, make_source
 from webhook.core.config import Config
 from webhook.errors import MAX_VALUE_CHARS, clip_text
 from webhook.server.app import create_app
-from webhook.server.tls import CertificateReloader, TLSError
+from webhook.server.tls import CertificateReloader, TLSError, require_client_certificates
 
 EXIT_OK, EXIT_STARTUP = 0, 2
 LOG_FIELD_CHARS = 1024  # a log field: each quoted value at most 256 characters, the field at most this
@@ -158,6 +158,9 @@ def serve(config: Config) -> int:
     source: ClusterSource | None = None
     try:
         reloader = CertificateReloader(settings.cert_dir, settings.cert_reload_seconds)
+        client_ca = None
+        if settings.client_ca:
+            client_ca = require_client_certificates(reloader.context, settings.client_ca)
         source = make_source(settings.state, settings.kubeconfig)
         sock = bind(settings.host, settings.port)
     except (TLSError, SourceError, OSError) as error:
@@ -187,7 +190,8 @@ def serve(config: Config) -> int:
     gc.collect()
     gc.freeze()
     log.info("serving", host=settings.host, port=settings.port, mode=config.mode, fail_closed=config.fail_closed,
-             state="static:" + settings.state if settings.state else "kubernetes", certificate=reloader.description)
+             state="static:" + settings.state if settings.state else "kubernetes", certificate=reloader.description,
+             client_ca=client_ca or "not required")
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
             runner.run(main())
