@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+from webhook.cluster.versions import Key, Versions, revision
 from webhook.core.errors import ObjectError
 from webhook.core.netpol import NetworkPolicy, parse_network_policy
 from webhook.core.state import ClusterState, NamespaceInfo, parse_namespace
@@ -148,23 +149,33 @@ class _Reflector:
                         metadata.get("name", ""), error)
         return new_version
 
-    # --- applying to the state ---
+    # --- applying to the state (each write checked against the versions held: see versions.py) ---
     def _set(self, obj: Mapping[str, Any]) -> None:
-        state = self.source.state
+        state, versions = self.source.state, self.source.versions
+        key = _key(self.kind, obj)
+        version = revision((obj.get("metadata") or {}).get("resourceVersion"))
+        parsed = parse_namespace(obj) if self.kind == "Namespace" else parse_network_policy(obj, key[1])
         with self.source.write_lock:
-            if self.kind == "Namespace":
-                state.set_namespace(parse_namespace(obj))
+            if not versions.newer(key, version):
+                return  # a live read already put a newer version of this object in the cache
+            if isinstance(parsed, NamespaceInfo):
+                state.set_namespace(parsed)
             else:
-                state.set_policy(parse_network_policy(obj, _namespace_of(obj)))
+                state.set_policy(parsed)
+            versions.hold(key, version)
 
     def _delete(self, obj: Mapping[str, Any]) -> None:
-        metadata = obj.get("metadata") or {}
-        state = self.source.state
+        state, versions = self.source.state, self.source.versions
+        key = _key(self.kind, obj)
+        version = revision((obj.get("metadata") or {}).get("resourceVersion"))
         with self.source.write_lock:
+            if not versions.newer(key, version):
+                return  # the object was re-created after this deletion, and a live read has it
             if self.kind == "Namespace":
-                state.remove_namespace(str(metadata.get("name", "")))
+                state.remove_namespace(key[2])
             else:
-                state.remove_policy(_namespace_of(obj), str(metadata.get("name", "")))
+                state.remove_policy(key[1], key[2])
+            versions.drop(key, version)
 
     def _replace(self, items: list[Any]) -> None:
         """Swap in a complete listing of this kind (initial sync or relist) without touching the other kind."""
@@ -181,6 +192,7 @@ class _Reflector:
                         state.remove_namespace(name)
                 for info in namespaces.values():
                     state.set_namespace(info)
+                self.source.versions.reset(self.kind, _versions(self.kind, items))
             return
         by_namespace: dict[str, list[NetworkPolicy]] = {}
         for item in items:
@@ -193,6 +205,7 @@ class _Reflector:
                     state.replace_policies(name, [])
             for name, policies in by_namespace.items():
                 state.replace_policies(name, policies)
+            self.source.versions.reset(self.kind, _versions(self.kind, items))
 
     def _parse(self, item: Any, parse: Callable[[Mapping[str, Any]], Any]) -> Any:
         if not isinstance(item, Mapping):
@@ -213,6 +226,54 @@ class _Reflector:
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
+
+
+def _key(kind: str, obj: Mapping[str, Any]) -> Key:
+    metadata = obj.get("metadata") or {}
+    name = metadata.get("name") if isinstance(metadata, Mapping) else None
+    return kind, "" if kind == "Namespace" else _namespace_of(obj), name if isinstance(name, str) else ""
+
+
+def _versions(kind: str, items: list[Any]) -> Iterator[tuple[Key, int | None]]:
+    for item in items:
+        if isinstance(item, Mapping):
+            yield _key(kind, item), revision((item.get("metadata") or {}).get("resourceVersion"))
+
+
+def merge_live(state: ClusterState, versions: Versions, namespace: str, namespace_obj: Mapping[str, Any] | None,
+               listing: Mapping[str, Any]) -> tuple[NamespaceInfo | None, list[NetworkPolicy]]:
+    """Write a live read of `namespace` into the cache, object by object, never over newer state.
+
+    `namespace_obj` is the Namespace as read (None: 404) and `listing` its NetworkPolicy list. A listed
+    policy replaces the cached one only when its resourceVersion is newer; a cached policy missing from
+    the listing is removed only when it is older than the listing itself. Returns the merged view of the
+    namespace (the newest of both writers), which is what the decision should see. Call under the lock.
+    """
+    items = [item for item in listing.get("items") or [] if isinstance(item, Mapping)]
+    parsed = [(item, parse_network_policy(item, namespace)) for item in items]  # raises before any write
+    info = parse_namespace(namespace_obj) if namespace_obj is not None else None
+    listed_at = revision((listing.get("metadata") or {}).get("resourceVersion"))
+    listed = set()
+    for item, policy in parsed:
+        key: Key = ("NetworkPolicy", namespace, policy.name)
+        listed.add(policy.name)
+        version = revision((item.get("metadata") or {}).get("resourceVersion"))
+        if versions.newer(key, version):
+            state.set_policy(policy)
+            versions.hold(key, version)
+    for policy in list(state.policies(namespace)):
+        key = ("NetworkPolicy", namespace, policy.name)
+        if policy.name not in listed and versions.newer(key, listed_at):
+            state.remove_policy(namespace, policy.name)  # gone at listed_at, and we held an older version
+            versions.drop(key, listed_at)
+    if namespace_obj is not None and info is not None:
+        key = ("Namespace", "", namespace)
+        if versions.newer(key, revision((namespace_obj.get("metadata") or {}).get("resourceVersion"))):
+            state.set_namespace(info)
+            versions.hold(key, revision((namespace_obj.get("metadata") or {}).get("resourceVersion")))
+        info = state.namespace(namespace)
+    # A 404 is left to the watch: the get and the list are not one snapshot, so it cannot be ordered.
+    return info, list(state.policies(namespace))
 
 
 def _namespace_of(obj: Mapping[str, Any]) -> str:
@@ -252,6 +313,7 @@ class KubernetesSource:
         self.state = ClusterState()
         self.stopping = threading.Event()
         self.write_lock = threading.Lock()
+        self.versions = Versions()
         self._last_update: float | None = None
         # Separate clients (and connection pools) for the long-lived watches and the latency-critical live reads.
         self.api_client = client.ApiClient(configuration)
@@ -300,32 +362,28 @@ class KubernetesSource:
                 reflector.thread.join(timeout=max(0.0, deadline - time.monotonic()))
 
     def live_namespace(self, namespace: str) -> tuple[NamespaceInfo | None, list[NetworkPolicy]]:
-        """One get + one list, each with a short timeout; updates the cache with what was read."""
+        """One get + one list, each with a short timeout; merged into the cache (see merge_live)."""
         try:
-            info: NamespaceInfo | None
+            namespace_obj: Mapping[str, Any] | None
             try:
                 response: Any = self._core.read_namespace(
                     namespace, _preload_content=False, _request_timeout=LIVE_READ_TIMEOUT
                 )
-                info = parse_namespace(json.loads(response.data))
+                namespace_obj = json.loads(response.data)
             except Exception as error:
                 if getattr(error, "status", None) != 404:
                     raise
-                info = None
+                namespace_obj = None
             listing: Any = self._networking.list_namespaced_network_policy(
                 namespace, _preload_content=False, _request_timeout=LIVE_READ_TIMEOUT
             )
-            items = json.loads(listing.data).get("items") or []
-            policies = [parse_network_policy(item, namespace) for item in items if isinstance(item, Mapping)]
+            body = json.loads(listing.data)
+            if not isinstance(body, Mapping) or (namespace_obj is not None and not isinstance(namespace_obj, Mapping)):
+                raise ValueError("the API server's answer is not an object")
+            with self.write_lock:
+                return merge_live(self.state, self.versions, namespace, namespace_obj, body)
         except Exception as error:
             raise LiveReadError(f"live read of namespace {namespace} failed: {_short(error)}") from None
-        with self.write_lock:
-            self.state.replace_policies(namespace, policies)
-            if info is not None:
-                self.state.set_namespace(info)
-            else:
-                self.state.remove_namespace(namespace)
-        return info, policies
 
 
 def _short(error: BaseException) -> str:
