@@ -16,8 +16,8 @@ from webhook.errors import LiveReadError, SourceError
 __all__ = ["ClusterSource", "KubernetesSource", "LiveReadError", "SourceError", "StaticSource", "make_source"]
 
 
-def make_source(state_dir: str | None, kubeconfig: str | None) -> ClusterSource:
-    """`--state DIR` wins; otherwise the API server."""
+def make_source(state_dir: str | None, kubeconfig: str | None, stale_after: float | None = None) -> ClusterSource:
+    """`--state DIR` wins; otherwise the API server (stale, so not ready, after `stale_after` s of failing watches)."""
     if state_dir is not None:
         return StaticSource(state_dir)
-    return KubernetesSource(kubeconfig)
+    return KubernetesSource(kubeconfig, stale_after)

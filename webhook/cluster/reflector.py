@@ -56,6 +56,8 @@ class _Reflector:
         self.list_call = list_call  # the client's list method; with watch=True it streams events
         self.synced = False
         self.last_error: str | None = None
+        self.failing_since: float | None = None  # monotonic time of the first failure since the last success
+        self._stale_logged = False
         self._response: Any = None
         self.thread = threading.Thread(target=self._run, name=f"reflector-{kind}", daemon=True)
 
@@ -84,10 +86,36 @@ class _Reflector:
                 if stop.is_set():
                     break
                 self.last_error = _short(error)
+                if self.failing_since is None:
+                    self.failing_since = time.monotonic()
                 log.warning("%s list/watch failed, retrying in %.1fs: %s", self.kind, backoff, self.last_error)
+                reason = self.stale_reason()
+                if reason is not None and not self._stale_logged:
+                    self._stale_logged = True
+                    log.error("cluster cache stale, not ready (reviews fail closed or open as failClosed says): %s",
+                              reason)
                 # Jitter so many replicas do not hammer a recovering API server in step.
                 stop.wait(backoff * (0.5 + random.random()))
                 backoff = min(backoff * 2, BACKOFF_MAX)
+
+    def _succeeded(self) -> None:
+        if self._stale_logged:
+            log.info("%s list/watch recovered after %.0fs; cluster cache current again", self.kind,
+                     time.monotonic() - (self.failing_since or time.monotonic()))
+        self.failing_since = None
+        self._stale_logged = False
+
+    def stale_reason(self) -> str | None:
+        """Why the cache is stale (this kind's list/watch failing longer than the bound), or None."""
+        since = self.failing_since
+        bound = self.source.stale_after
+        if since is None or bound is None:
+            return None
+        failing = time.monotonic() - since
+        if failing <= bound:
+            return None
+        return (f"{self.kind} list/watch failing for {failing:.0f}s, more than server.cacheStaleSeconds ({bound:g}s)"
+                + (f"; last error: {self.last_error}" if self.last_error else ""))
 
     def _list(self) -> str:
         # Raw JSON (camelCase, like manifests) instead of the client's models: cheaper, and parsed by the core.
@@ -99,6 +127,7 @@ class _Reflector:
         items = body.get("items") or []
         self._replace(items)
         self.source.touch()
+        self._succeeded()
         return str((body.get("metadata") or {}).get("resourceVersion") or "")
 
     def _watch(self, resource_version: str) -> str:
@@ -114,6 +143,7 @@ class _Reflector:
             raise
         self._response = response
         self.source.touch()
+        self._succeeded()
         try:
             for line in _lines(response):
                 if self.source.stopping.is_set():
@@ -303,9 +333,10 @@ class KubernetesSource:
 
     live = True
 
-    def __init__(self, kubeconfig: str | None) -> None:
+    def __init__(self, kubeconfig: str | None, stale_after: float | None = None) -> None:
         from kubernetes import client  # imported here: --state mode never needs the client
 
+        self.stale_after = stale_after  # seconds of failing list/watch before the cache counts as stale
         try:
             configuration = load_configuration(kubeconfig)
         except KubeConfigError as error:
@@ -328,15 +359,17 @@ class KubernetesSource:
 
     @property
     def synced(self) -> bool:
-        return all(r.synced for r in self._reflectors)
+        """Listed, and no watch failing for longer than the staleness bound (then /readyz is not ready)."""
+        return all(r.synced and r.stale_reason() is None for r in self._reflectors)
 
     def not_ready_reason(self) -> str | None:
         waiting = [r for r in self._reflectors if not r.synced]
-        if not waiting:
-            return None
-        parts = [f"{r.kind}s not listed yet" + (f" (last error: {r.last_error})" if r.last_error else "")
-                 for r in waiting]
-        return "cluster cache not synced: " + "; ".join(parts)
+        if waiting:
+            parts = [f"{r.kind}s not listed yet" + (f" (last error: {r.last_error})" if r.last_error else "")
+                     for r in waiting]
+            return "cluster cache not synced: " + "; ".join(parts)
+        stale = [reason for reason in (r.stale_reason() for r in self._reflectors) if reason is not None]
+        return "cluster cache stale: " + "; ".join(stale) if stale else None
 
     def synced_after(self, reflector: _Reflector) -> bool:
         """Whether the cache is complete once `reflector` has finished its first list."""

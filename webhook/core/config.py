@@ -247,6 +247,8 @@ class ServerSettings(_Strict):
     # beyond the first get HTTP 429; bodies over 64 KiB share a byte budget so giant ones cannot OOM the pod.
     max_concurrent_reviews: int = Field(default=128, ge=1, le=100_000, alias="maxConcurrentReviews")
     max_inflight_body_bytes: int = Field(default=4 * 1024 * 1024, ge=64 * 1024, alias="maxInflightBodyBytes")
+    # The watch failing for longer than this makes the cache stale: /readyz not ready, cache_synced 0.
+    cache_stale_seconds: float = Field(default=120.0, gt=0, alias="cacheStaleSeconds")
     # Seconds between re-reads of the certificate files (rotation without restart).
     cert_reload_seconds: float = Field(default=10.0, gt=0, alias="certReloadSeconds")
 
