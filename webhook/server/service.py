@@ -3,13 +3,13 @@
 No HTTP here: `webhook.server.app` reads bodies and sends answers; `webhook.server.review`
 parses and builds them. The engine runs in the event loop (it is a few dictionary
 lookups); only the live confirm before a deny goes to a thread, because it waits on the
-API server. Any failure to judge a well-formed review becomes the configured fail-mode
-answer (deny by default) saying why.
+API server (shared per namespace and run on its own pool: `webhook.server.confirm`).
+Any failure to judge a well-formed review becomes the configured fail-mode answer (deny by
+default) saying why.
 """
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import structlog
@@ -17,8 +17,10 @@ import structlog
 from webhook.cluster import ClusterSource
 from webhook.core.config import Config
 from webhook.core.engine import JUDGED_KINDS, Decision, Engine
-from webhook.core.state import ClusterView, NamespaceOverride
+from webhook.core.netpol import NetworkPolicy
+from webhook.core.state import ClusterView, NamespaceInfo, NamespaceOverride
 from webhook.errors import LiveReadError, ObjectError, clip
+from webhook.server.confirm import LiveConfirm
 from webhook.server.metrics import Metrics
 from webhook.server.review import Outcome, Review, failure_outcome, outcome_of
 
@@ -33,6 +35,11 @@ class Service:
         self.engine = Engine(config)
         self.source = source
         self.metrics = metrics
+        self.live = LiveConfirm(source.live_namespace, self._cached_namespace)
+
+    def _cached_namespace(self, namespace: str) -> tuple[NamespaceInfo | None, list[NetworkPolicy]]:
+        state = self.source.state
+        return state.namespace(namespace), list(state.policies(namespace))
 
     # ----- readiness -----
     def not_ready_reason(self) -> str | None:
@@ -65,7 +72,7 @@ class Service:
         """Re-judge with `namespace` as the API server has it now, so a policy applied a moment ago counts."""
         request = review.request
         try:
-            info, policies = await asyncio.to_thread(self.source.live_namespace, namespace)
+            info, policies = await self.live.namespace(namespace)  # shared per namespace, see confirm.py
         except LiveReadError as error:
             return self.failure("the cluster state", f"{error}; the cached view would deny: {decision.deny_message()}")
         try:
