@@ -40,7 +40,9 @@ def clip_repr(value: object) -> str:
 
 def clip_text(text: str, limit: int = MAX_TEXT_CHARS) -> str:
     """A message built from client values: every unbroken run cut to MAX_VALUE_CHARS, the whole to `limit`."""
-    if len(text) > MAX_VALUE_CHARS:
+    if len(text) <= MAX_VALUE_CHARS:
+        return text
+    if _LONG_RUN.search(text, 0, limit * 2) is not None:
         text = _LONG_RUN.sub(lambda match: clip(match.group()), text[: limit * 2])
     return clip(text, limit)
 

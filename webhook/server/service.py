@@ -19,7 +19,7 @@ from webhook.core.config import Config
 from webhook.core.engine import JUDGED_KINDS, Decision, Engine
 from webhook.core.netpol import NetworkPolicy
 from webhook.core.state import ClusterView, NamespaceInfo, NamespaceOverride
-from webhook.errors import LiveReadError, ObjectError, clip
+from webhook.errors import LiveReadError, ObjectError, clip, clip_text
 from webhook.server.confirm import LiveConfirm
 from webhook.server.metrics import Metrics
 from webhook.server.review import Outcome, Review, failure_outcome, outcome_of
@@ -86,7 +86,10 @@ class Service:
 
     # ----- recording -----
     def record(self, review: Review, outcome: Outcome, duration: float) -> None:
-        """Metrics and one log line per decision; never the object, never credentials."""
+        """Metrics and one log line per decision; never the object, never credentials.
+
+        Every value here is bounded already (the envelope's by parse_review; the user and the error
+        clipped here), so the logging processor that clips other lines skips this one."""
         request = review.request
         kind = request.kind if request.kind in JUDGED_KINDS else "other"
         self.metrics.count_request(kind, request.operation, outcome.decision, outcome.mode)
@@ -98,7 +101,8 @@ class Service:
             operation=request.operation, user=clip(request.user.username), dry_run=request.dry_run,
             decision=outcome.decision, mode=outcome.mode, rules=list(outcome.rules),
             duration_ms=round(duration * 1000, 3),
-            **_optional(exempt=outcome.exempt, confirmed=outcome.confirmed or None, error=outcome.error),
+            **_optional(exempt=outcome.exempt, confirmed=outcome.confirmed or None,
+                        error=clip_text(outcome.error, 1024) if outcome.error else None),
         )
 
 
