@@ -153,7 +153,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--attackers", type=int, default=32)
-    parser.add_argument("--limit-mb", type=float, default=320.0, help="the Deployment's memory limit")
+    parser.add_argument("--limit-mb", type=float, default=384.0, help="the Deployment's memory limit (MiB)")
     parser.add_argument("--config", help="a YAML config for the server (e.g. to try other bounds)")
     parser.add_argument("--client", choices=["storm", "normal"], help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
