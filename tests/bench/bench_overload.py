@@ -1,6 +1,6 @@
 """Overload benchmark: giant reviews must not OOM the server nor shed the ordinary ones.
 
-    .venv/bin/python -m tests.bench.bench_overload [--seconds 30] [--attackers 32] [--limit-mb 320]
+    .venv/bin/python -m tests.bench.bench_overload [--seconds 30] [--attackers 32] [--limit-mb 384]
 
 Starts `python -m webhook serve --state DIR` (small state) on a loopback port over TLS. A
 load generator (its own process) runs `--attackers` clients, each sending ~3 MB
