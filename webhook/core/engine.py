@@ -180,6 +180,25 @@ class Engine:
             confirm_namespace=namespace if denies_on_policies else None, notes=tuple(context.notes),
         )
 
+    def uncovered_namespaces(self, view: ClusterView) -> list[tuple[str, Mode]]:
+        """(namespace, mode) of every namespace the rules apply to that lacks namespace-wide deny-all coverage.
+
+        What metrics and alerts watch: in enforce mode this should stay empty; a namespace here lost its coverage
+        past the webhook (several replicas racing, an outage with failurePolicy Ignore, a direct etcd write).
+        """
+        found: list[tuple[str, Mode]] = []
+        selector = self._exempt_selector
+        for info in view.all_namespaces():
+            if info.terminating or info.name in self._exempt_names:
+                continue
+            if selector is not None and selector.matches(info.labels):
+                continue
+            if info.name in self.config.rules.deny_all_coverage.exempt_namespaces:
+                continue
+            if not view.coverage(info.name).complete:
+                found.append((info.name, self.mode_for_namespace(info.labels)))
+        return found
+
     def mode_for_namespace(self, labels: Mapping[str, str]) -> Mode:
         for selector, mode in self._overrides:
             if selector.matches(labels):

@@ -76,6 +76,7 @@ class ClusterState:
         self._coverage: dict[str, Isolation] = {}
         self._namespace_list: tuple[NamespaceInfo, ...] | None = None
         self._unreadable: dict[str, dict[str, str]] = {}
+        self._unreadable_namespaces: dict[str, str] = {}
 
     # --- reads (lock-free: each read sees one whole immutable value) ---
     def namespace(self, name: str) -> NamespaceInfo | None:
@@ -104,16 +105,27 @@ class ClusterState:
         """(namespaces, policies) held."""
         return len(self._namespaces), sum(len(p) for p in self._policy_lists.values())
 
+    def unreadable_counts(self) -> tuple[int, int]:
+        """(namespaces, policies) that exist but could not be read."""
+        return len(self._unreadable_namespaces), sum(len(p) for p in self._unreadable.values())
+
+    def note_unreadable_namespace(self, name: str, problem: str) -> None:
+        """A Namespace that exists but cannot be read: counted (and logged by the caller), its last version kept."""
+        with self._lock:
+            self._unreadable_namespaces[name] = problem
+
     # --- writes ---
     def set_namespace(self, info: NamespaceInfo) -> None:
         with self._lock:
             self._namespaces[info.name] = info
             self._namespace_list = None
+            self._unreadable_namespaces.pop(info.name, None)
 
     def remove_namespace(self, name: str) -> None:
         with self._lock:
             self._namespaces.pop(name, None)
             self._namespace_list = None
+            self._unreadable_namespaces.pop(name, None)
 
     def set_policy(self, policy: NetworkPolicy) -> None:
         with self._lock:
