@@ -16,9 +16,8 @@ from typing import Any, Protocol
 from webhook.core.coverage import Isolation, namespace_coverage
 from webhook.core.errors import ObjectError
 from webhook.core.netpol import NetworkPolicy
-
-# The API server sets this label on every namespace (since 1.21); selectors may use it.
-NAME_LABEL = "kubernetes.io/metadata.name"
+from webhook.core.objects import NAME_LABEL as NAME_LABEL  # re-exported: long imported from here
+from webhook.core.objects import labels_of, metadata_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,17 +28,11 @@ class NamespaceInfo:
 
 
 def parse_namespace(obj: Mapping[str, Any]) -> NamespaceInfo:
-    metadata = obj.get("metadata") or {}
-    if not isinstance(metadata, Mapping):
-        raise ObjectError("metadata", "must be a mapping")
+    metadata = metadata_of(obj)
     name = metadata.get("name")
     if not isinstance(name, str) or not name:
         raise ObjectError("metadata.name", "required")
-    labels = metadata.get("labels") or {}
-    if not isinstance(labels, Mapping) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
-    ):
-        raise ObjectError("metadata.labels", "must map label keys to string values")
+    labels = labels_of(obj)
     status = obj.get("status") or {}
     terminating = metadata.get("deletionTimestamp") is not None or (
         isinstance(status, Mapping) and status.get("phase") == "Terminating"
