@@ -9,6 +9,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from webhook.cluster.reflector import _Reflector, merge_live
+from webhook.cluster.source import LiveNamespace
 from webhook.cluster.versions import Versions, revision
 from webhook.core.state import ClusterState
 
@@ -41,7 +42,7 @@ class Cache:
         reflector = self.namespaces if obj["kind"] == "Namespace" else self.policies
         reflector._apply({"type": kind, "object": obj}, "0")
 
-    def live(self, ns_obj: dict[str, Any] | None, policies: dict[str, Any]) -> tuple[Any, list[Any]]:
+    def live(self, ns_obj: dict[str, Any] | None, policies: dict[str, Any]) -> LiveNamespace:
         return merge_live(self.source.state, self.source.versions, NS, ns_obj, policies)
 
     def covered(self) -> tuple[bool, bool]:
@@ -58,7 +59,7 @@ def test_a_watch_deletion_applied_first_is_not_undone_by_an_older_live_read() ->
     cache.watch("ADDED", policy("deny-all", 10))
     # The live read lists at revision 12 (deny-all still there); before it is merged, the watch deletes it at 15.
     cache.watch("DELETED", policy("deny-all", 15))
-    _, seen = cache.live(namespace(1), listing(12, policy("deny-all", 10)))
+    seen = cache.live(namespace(1), listing(12, policy("deny-all", 10))).policies
     assert cache.names() == [] and seen == []
     assert cache.covered() == (False, False)
 
@@ -68,8 +69,8 @@ def test_a_live_read_applied_first_is_not_undone_by_older_watch_events() -> None
     cache.watch("ADDED", namespace(1))
     cache.watch("ADDED", policy("deny-all", 10, ingress_only=True))
     # The live read at revision 20 sees deny-all as changed at 18 (both directions) and a new policy at 19.
-    info, seen = cache.live(namespace(1), listing(20, policy("deny-all", 18), policy("extra", 19, ingress_only=True)))
-    assert sorted(p.name for p in seen) == ["deny-all", "extra"] and info is not None
+    live = cache.live(namespace(1), listing(20, policy("deny-all", 18), policy("extra", 19, ingress_only=True)))
+    assert sorted(p.name for p in live.policies) == ["deny-all", "extra"] and live.info is not None
     assert cache.covered() == (True, True)
     # The lagging watch now delivers what the live read already knew, and older history.
     cache.watch("MODIFIED", policy("deny-all", 16, ingress_only=True))
@@ -89,7 +90,7 @@ def test_a_live_read_removes_only_what_is_older_than_its_listing() -> None:
     cache.watch("ADDED", namespace(1))
     cache.watch("ADDED", policy("old", 5))
     cache.watch("ADDED", policy("brand-new", 31))  # created after the listing below
-    _, seen = cache.live(namespace(1), listing(30))
+    seen = cache.live(namespace(1), listing(30)).policies
     assert [p.name for p in seen] == ["brand-new"] and cache.names() == ["brand-new"]
     cache.watch("ADDED", policy("old", 5))  # the old version again, from a lagging watch: stays deleted
     assert cache.names() == ["brand-new"]
@@ -99,7 +100,7 @@ def test_namespace_labels_follow_the_newest_writer() -> None:
     cache = Cache()
     cache.watch("ADDED", namespace(3, {"mode": "audit"}))
     cache.watch("MODIFIED", namespace(9, {}))  # an exemption label removed at 9
-    info, _ = cache.live(namespace(3, {"mode": "audit"}), listing(8))  # a live read older than that
+    info = cache.live(namespace(3, {"mode": "audit"}), listing(8)).info  # a live read older than that
     assert info is not None and "mode" not in info.labels
     current = cache.source.state.namespace(NS)
     assert current is not None and "mode" not in current.labels
@@ -122,3 +123,16 @@ def test_tombstones_expire() -> None:
     versions.drop(("NetworkPolicy", NS, "a"), 5)
     versions.drop(("NetworkPolicy", NS, "b"), 6)  # pruning runs on each drop
     assert versions.known(("NetworkPolicy", NS, "a")) is None
+
+
+def test_an_unreadable_policy_in_a_live_read_is_kept_by_name_and_versioned() -> None:
+    cache = Cache()
+    cache.watch("ADDED", namespace(1))
+    broken = policy("odd", 12)
+    broken["spec"]["ingress"] = [{"ports": [{"port": "Not_A_Name"}]}]
+    live = cache.live(namespace(1), listing(13, broken, policy("deny-all", 11)))
+    assert list(live.unreadable) == ["odd"] and [p.name for p in live.policies] == ["deny-all"]
+    cache.watch("DELETED", policy("odd", 10))  # an older incarnation's deletion: the unreadable one stays
+    assert list(cache.source.state.unreadable(NS)) == ["odd"]
+    cache.live(namespace(1), listing(20, policy("deny-all", 11)))  # gone at 20
+    assert dict(cache.source.state.unreadable(NS)) == {}

@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from webhook.cluster.source import LiveNamespace
 from webhook.errors import LiveReadError
 from webhook.server.confirm import LiveConfirm, Snapshot
 
@@ -27,10 +28,10 @@ class SlowAPI:
         time.sleep(self.delay)
         if self.fail:
             raise LiveReadError(f"live read of namespace {namespace} failed: HTTP 500")
-        return None, []
+        return LiveNamespace(None, [])
 
     def current(self, namespace: str) -> Snapshot:
-        return None, []
+        return LiveNamespace(None, [])
 
 
 def test_concurrent_confirms_of_one_namespace_share_one_read() -> None:
@@ -87,7 +88,7 @@ def test_a_cancelled_waiter_does_not_cancel_the_shared_read() -> None:
         impatient.cancel()
         with pytest.raises(asyncio.CancelledError):
             await impatient
-        assert await patient == (None, [])
+        assert await patient == LiveNamespace(None, [])
 
     asyncio.run(main())
     assert api.calls == ["shop"]

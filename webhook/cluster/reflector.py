@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+from webhook.cluster.source import LiveNamespace
 from webhook.cluster.versions import Key, Versions, revision
 from webhook.core.errors import ObjectError
 from webhook.core.netpol import NetworkPolicy, parse_network_policy
@@ -174,9 +175,9 @@ class _Reflector:
             elif kind == "DELETED":
                 self._delete(obj)
         except ObjectError as error:
-            # One unreadable object must not stop the cache: skip it and say which one.
-            log.warning("skipping unparsable %s %s/%s: %s", self.kind, metadata.get("namespace", ""),
-                        metadata.get("name", ""), error)
+            # One unreadable object must not stop the cache, nor vanish from it: keep its name (messages cite it,
+            # a metric counts it) and drop any earlier readable version, which no longer exists.
+            self._unreadable(obj, error)
         return new_version
 
     # --- applying to the state (each write checked against the versions held: see versions.py) ---
@@ -225,28 +226,50 @@ class _Reflector:
                 self.source.versions.reset(self.kind, _versions(self.kind, items))
             return
         by_namespace: dict[str, list[NetworkPolicy]] = {}
+        unreadable: dict[str, dict[str, str]] = {}
         for item in items:
-            policy = self._parse(item, lambda obj: parse_network_policy(obj, _namespace_of(obj)))
+            policy = self._parse(item, lambda obj: parse_network_policy(obj, _namespace_of(obj)), unreadable)
             if policy is not None:
                 by_namespace.setdefault(policy.namespace, []).append(policy)
         with self.source.write_lock:
             for name in state.namespace_names():
-                if name not in by_namespace and state.policies(name):
+                if name not in by_namespace and name not in unreadable and (state.policies(name)
+                                                                            or state.unreadable(name)):
                     state.replace_policies(name, [])
-            for name, policies in by_namespace.items():
-                state.replace_policies(name, policies)
+            for name in set(by_namespace) | set(unreadable):
+                state.replace_policies(name, by_namespace.get(name, []), unreadable.get(name))
             self.source.versions.reset(self.kind, _versions(self.kind, items))
 
-    def _parse(self, item: Any, parse: Callable[[Mapping[str, Any]], Any]) -> Any:
+    def _parse(self, item: Any, parse: Callable[[Mapping[str, Any]], Any],
+               unreadable: dict[str, dict[str, str]] | None = None) -> Any:
         if not isinstance(item, Mapping):
             return None
         try:
             return parse(item)
         except ObjectError as error:
             metadata = item.get("metadata") or {}
-            log.warning("skipping unparsable %s %s/%s: %s", self.kind, metadata.get("namespace", ""),
+            log.warning("unreadable %s %s/%s kept by name only: %s", self.kind, metadata.get("namespace", ""),
                         metadata.get("name", ""), error)
+            if unreadable is not None:
+                unreadable.setdefault(_namespace_of(item), {})[str(metadata.get("name", ""))] = str(error)
+            else:
+                self.source.state.note_unreadable_namespace(str(metadata.get("name", "")), str(error))
             return None
+
+    def _unreadable(self, obj: Mapping[str, Any], error: ObjectError) -> None:
+        metadata = obj.get("metadata") or {}
+        name = str(metadata.get("name", ""))
+        key = _key(self.kind, obj)
+        version = revision(metadata.get("resourceVersion"))
+        log.warning("unreadable %s %s/%s kept by name only: %s", self.kind, metadata.get("namespace", ""), name, error)
+        with self.source.write_lock:
+            if not self.source.versions.newer(key, version):
+                return
+            if self.kind == "Namespace":
+                self.source.state.note_unreadable_namespace(name, str(error))
+            else:
+                self.source.state.set_unreadable(_namespace_of(obj), name, str(error))
+            self.source.versions.hold(key, version)
 
     def interrupt(self) -> None:
         """Unblock a thread waiting in a watch read (closing from another thread can hang on the SSL lock)."""
@@ -271,7 +294,7 @@ def _versions(kind: str, items: list[Any]) -> Iterator[tuple[Key, int | None]]:
 
 
 def merge_live(state: ClusterState, versions: Versions, namespace: str, namespace_obj: Mapping[str, Any] | None,
-               listing: Mapping[str, Any]) -> tuple[NamespaceInfo | None, list[NetworkPolicy]]:
+               listing: Mapping[str, Any]) -> LiveNamespace:
     """Write a live read of `namespace` into the cache, object by object, never over newer state.
 
     `namespace_obj` is the Namespace as read (None: 404) and `listing` its NetworkPolicy list. A listed
@@ -279,22 +302,29 @@ def merge_live(state: ClusterState, versions: Versions, namespace: str, namespac
     the listing is removed only when it is older than the listing itself. Returns the merged view of the
     namespace (the newest of both writers), which is what the decision should see. Call under the lock.
     """
-    items = [item for item in listing.get("items") or [] if isinstance(item, Mapping)]
-    parsed = [(item, parse_network_policy(item, namespace)) for item in items]  # raises before any write
-    info = parse_namespace(namespace_obj) if namespace_obj is not None else None
+    info = parse_namespace(namespace_obj) if namespace_obj is not None else None  # raises before any write
     listed_at = revision((listing.get("metadata") or {}).get("resourceVersion"))
     listed = set()
-    for item, policy in parsed:
-        key: Key = ("NetworkPolicy", namespace, policy.name)
-        listed.add(policy.name)
-        version = revision((item.get("metadata") or {}).get("resourceVersion"))
-        if versions.newer(key, version):
-            state.set_policy(policy)
-            versions.hold(key, version)
-    for policy in list(state.policies(namespace)):
-        key = ("NetworkPolicy", namespace, policy.name)
-        if policy.name not in listed and versions.newer(key, listed_at):
-            state.remove_policy(namespace, policy.name)  # gone at listed_at, and we held an older version
+    for item in listing.get("items") or []:
+        if not isinstance(item, Mapping):
+            continue
+        metadata = item.get("metadata") or {}
+        name = str(metadata.get("name", "")) if isinstance(metadata, Mapping) else ""
+        key: Key = ("NetworkPolicy", namespace, name)
+        listed.add(name)
+        version = revision(metadata.get("resourceVersion") if isinstance(metadata, Mapping) else None)
+        if not versions.newer(key, version):
+            continue
+        try:
+            state.set_policy(parse_network_policy(item, namespace))
+        except ObjectError as error:
+            # A policy we cannot read never hides the rest of the namespace: judge on the readable ones, name it.
+            state.set_unreadable(namespace, name, str(error))
+        versions.hold(key, version)
+    for name in [p.name for p in state.policies(namespace)] + list(state.unreadable(namespace)):
+        key = ("NetworkPolicy", namespace, name)
+        if name not in listed and versions.newer(key, listed_at):
+            state.remove_policy(namespace, name)  # gone at listed_at, and we held an older version
             versions.drop(key, listed_at)
     if namespace_obj is not None and info is not None:
         key = ("Namespace", "", namespace)
@@ -303,7 +333,7 @@ def merge_live(state: ClusterState, versions: Versions, namespace: str, namespac
             versions.hold(key, revision((namespace_obj.get("metadata") or {}).get("resourceVersion")))
         info = state.namespace(namespace)
     # A 404 is left to the watch: the get and the list are not one snapshot, so it cannot be ordered.
-    return info, list(state.policies(namespace))
+    return LiveNamespace(info, list(state.policies(namespace)), dict(state.unreadable(namespace)))
 
 
 def _namespace_of(obj: Mapping[str, Any]) -> str:
@@ -394,7 +424,7 @@ class KubernetesSource:
             if reflector.thread.is_alive():
                 reflector.thread.join(timeout=max(0.0, deadline - time.monotonic()))
 
-    def live_namespace(self, namespace: str) -> tuple[NamespaceInfo | None, list[NetworkPolicy]]:
+    def live_namespace(self, namespace: str) -> LiveNamespace:
         """One get + one list, each with a short timeout; merged into the cache (see merge_live)."""
         try:
             namespace_obj: Mapping[str, Any] | None

@@ -123,6 +123,10 @@ class Routes:
         del body  # the parsed review holds what we need; let a large body go before judging
         try:
             outcome = await service.judge(review)
+        except BadReview as error:  # the object sent is malformed: bad input, named
+            log.warning("request rejected", uid=review.uid, error=str(error))
+            await _send_error(send, 400, str(error))
+            return
         except Exception as error:  # a bug must cost one fail-mode answer, not a 500 (nor a traceback)
             log.error("judging failed", uid=review.uid, error=describe_bug(error))
             outcome = service.failure("the request", f"internal error ({type(error).__name__})")
@@ -155,7 +159,7 @@ class Routes:
         metrics = self.service.metrics
         metrics.in_progress.set(self.in_progress)
         metrics.inflight_bytes.set(self.budget.used)
-        return Response(metrics.render(self.service.source), media_type=metrics.content_type)
+        return Response(metrics.render(self.service.source, self.service.engine), media_type=metrics.content_type)
 
     # ----- reading -----
     async def _read_body(self, scope: Scope, receive: Receive, held: _Held) -> bytes:

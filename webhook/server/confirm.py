@@ -18,15 +18,14 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from webhook.core.netpol import NetworkPolicy
-from webhook.core.state import NamespaceInfo
+from webhook.cluster.source import LiveNamespace
 
 # Long enough to absorb a burst of reviews for one namespace; short next to a person re-applying.
 REUSE_SECONDS = 0.5
 # Concurrent live reads (distinct namespaces); more wait for a thread.
 READ_THREADS = 8
 
-Snapshot = tuple[NamespaceInfo | None, list[NetworkPolicy]]
+Snapshot = LiveNamespace
 
 
 class LiveConfirm:

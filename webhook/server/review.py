@@ -20,6 +20,7 @@ from typing_extensions import TypedDict
 from webhook.core.config import Config
 from webhook.core.engine import JUDGED_KINDS, Decision, Operation, User
 from webhook.core.engine import Request as AdmissionRequest
+from webhook.core.objects import name_of, namespace_of
 from webhook.errors import MAX_VALUE_CHARS, BadReview, clip, clip_repr, clip_text
 
 API_VERSION = "admission.k8s.io/v1"
@@ -129,8 +130,9 @@ def parse_review(body: bytes) -> Review:
         raise BadReview("request.kind.kind: must not be empty")
     operation: Operation = request["operation"]
     obj, old = request.get("object"), request.get("oldObject")
-    namespace = request.get("namespace") or _metadata_field(obj, "namespace") or _metadata_field(old, "namespace")
-    name = request.get("name") or _metadata_field(obj, "name") or _metadata_field(old, "name")
+    # Hand-written reviews may omit request.namespace or request.name: take them from the object then.
+    namespace = request.get("namespace") or clip(namespace_of(obj) or namespace_of(old), 253)
+    name = request.get("name") or clip(name_of(obj, generated=False) or name_of(old, generated=False), 253)
     if obj is None and operation in ("CREATE", "UPDATE") and object_kind in JUDGED_KINDS:
         raise BadReview(f"request.object: required for {operation} of a {object_kind}")
     user_info = request.get("userInfo") or {}
@@ -174,13 +176,6 @@ def _describe(error: ValidationError) -> str:
         problems.append(f"{where}: {message}")
     more = error.error_count() - len(problems)
     return "; ".join(problems) + (f" (and {more} more)" if more > 0 else "")
-
-
-def _metadata_field(obj: Any, key: str) -> str:
-    """metadata.<key> of an object, for hand-written reviews that omit request.namespace or request.name."""
-    metadata = obj.get("metadata") if isinstance(obj, dict) else None
-    value = metadata.get(key) if isinstance(metadata, dict) else None
-    return clip(value, 253) if isinstance(value, str) else ""
 
 
 def review_response(uid: str, outcome: Outcome) -> dict[str, Any]:
