@@ -139,7 +139,10 @@ class Routes:
 
     async def _overloaded(self, send: Send, receive: Receive, scope: Scope, message: str) -> None:
         """429 at once; a small body is read and dropped so the connection stays usable, a large one closes it."""
-        declared = _content_length(scope)
+        try:
+            declared = _content_length(scope)
+        except BadReview:
+            declared = None
         close: tuple[tuple[bytes, bytes], ...] = ((b"connection", b"close"),)
         if declared is not None and declared <= SMALL_BODY and await self._drain(receive, 0, declared, SMALL_BODY):
             close = ()
