@@ -8,7 +8,7 @@ it were created now, against the cluster's live Namespaces and NetworkPolicies.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -17,6 +17,8 @@ from webhook.core.config import Config
 from webhook.core.engine import Engine
 from webhook.core.errors import ObjectError
 from webhook.core.netpol import parse_network_policy
+from webhook.core.sources import SOURCE_KINDS, SourceKind
+from webhook.core.sources.base import SourcePolicy
 from webhook.core.state import ClusterState, parse_namespace
 from webhook.kubeclient import load_configuration
 from webhook.loading import CLUSTER, Manifest
@@ -42,21 +44,31 @@ class AuditError(Exception):
 
 def run_audit(config: Config, kubeconfig: str | None) -> CheckReport:
     objects = dict(_list_all(kubeconfig))
+    sources = list(_list_sources(kubeconfig, config.coverage_sources))
     state = ClusterState()
     try:
         state.replace_all(
             (parse_namespace(o) for o in objects["Namespace"]),
             (parse_network_policy(o) for o in objects["NetworkPolicy"]),
         )
+        policies: dict[tuple[str, ...], SourcePolicy] = {}
+        for source_kind, source_items in sources:
+            for item in source_items:
+                policy = source_kind.parse(item, "default")
+                policies.setdefault(policy.key, policy)
+        state.replace_source_policies(policies.values())
     except ObjectError as error:
         raise AuditError(f"unreadable object in the cluster: {error}") from None
     engine = Engine(config)
     results = []
-    for kind, _, _ in LISTED:
-        for index, obj in enumerate(objects[kind]):
+    listed = [(kind, "", objects[kind]) for kind, _, _ in LISTED]
+    listed += [(k.kind, f"{k.group}/{k.version}", items) for k, items in sources]
+    for kind, api_version, items in listed:
+        for index, obj in enumerate(items):
             if _controlled(obj):
                 continue  # judged through its controller's pod template
-            manifest = Manifest(source=CLUSTER, document=index + 1, obj={**obj, "kind": kind})
+            typed = {**obj, "kind": kind, **({"apiVersion": api_version} if api_version else {})}
+            manifest = Manifest(source=CLUSTER, document=index + 1, obj=typed)
             try:
                 result = judge_as_created(engine, state, manifest, "default")
             except ObjectError as error:
@@ -89,3 +101,53 @@ def _list_all(kubeconfig: str | None) -> Iterator[tuple[str, list[Mapping[str, A
             why = f"HTTP {status} {getattr(error, 'reason', '')}".strip() if status else str(error).splitlines()[0]
             raise AuditError(f"cannot list {kind}s: {why}") from None
         yield kind, [item for item in body.get("items") or [] if isinstance(item, Mapping)]
+
+
+def served_source_kinds(api: Any, enabled: Iterable[str]) -> list[SourceKind]:
+    """The enabled source kinds whose API the cluster serves (discovery); a source is never required.
+
+    When Calico's API server serves projectcalico.org/v3, its kinds are read there and not again from
+    the crd.projectcalico.org/v1 CRDs that back them."""
+    from kubernetes import client
+
+    wanted = set(enabled)
+    served: dict[str, set[str]] = {}
+    try:
+        groups = client.ApisApi(api).get_api_versions(_request_timeout=30).groups or []
+    except Exception as error:  # the client raises ApiException, urllib3 and socket errors
+        raise AuditError(f"cannot discover API groups: {_why(error)}") from None
+    for group in groups:
+        served[group.name] = {v.version for v in group.versions or []}
+    kinds = [k for k in SOURCE_KINDS if k.source in wanted and k.version in served.get(k.group, set())]
+    found: list[SourceKind] = []
+    for kind in kinds:
+        try:
+            resources = client.CustomObjectsApi(api).get_api_resources(kind.group, kind.version,
+                                                                        _request_timeout=30)
+        except Exception as error:
+            raise AuditError(f"cannot discover {kind.group}/{kind.version}: {_why(error)}") from None
+        if any(r.name == kind.plural for r in resources.resources or []):
+            found.append(kind)
+    preferred = {(k.kind, k.source) for k in found if k.group == "projectcalico.org"}
+    return [k for k in found if k.group != "crd.projectcalico.org" or (k.kind, k.source) not in preferred]
+
+
+def _list_sources(
+    kubeconfig: str | None, enabled: Iterable[str],
+) -> Iterator[tuple[SourceKind, list[Mapping[str, Any]]]]:
+    from kubernetes import client
+
+    api = client.ApiClient(load_configuration(kubeconfig))
+    for kind in served_source_kinds(api, enabled):
+        try:
+            response = client.CustomObjectsApi(api).list_cluster_custom_object(
+                kind.group, kind.version, kind.plural, _preload_content=False, _request_timeout=30)
+            body = json.loads(getattr(response, "data", b"{}"))
+        except Exception as error:
+            raise AuditError(f"cannot list {kind.kind}s ({kind.group}): {_why(error)}") from None
+        yield kind, [item for item in body.get("items") or [] if isinstance(item, Mapping)]
+
+
+def _why(error: BaseException) -> str:
+    status = getattr(error, "status", None)
+    return f"HTTP {status} {getattr(error, 'reason', '')}".strip() if status else str(error).splitlines()[0]
