@@ -17,9 +17,10 @@ from webhook.core.config import Config
 from webhook.core.engine import Engine
 from webhook.core.errors import ObjectError
 from webhook.core.netpol import parse_network_policy
-from webhook.core.sources import SOURCE_KINDS, SourceKind
+from webhook.core.sources import SourceKind
 from webhook.core.sources.base import SourcePolicy
 from webhook.core.state import ClusterState, parse_namespace
+from webhook.discovery import DiscoveryError, served_source_kinds, why
 from webhook.kubeclient import load_configuration
 from webhook.loading import CLUSTER, Manifest
 
@@ -103,51 +104,22 @@ def _list_all(kubeconfig: str | None) -> Iterator[tuple[str, list[Mapping[str, A
         yield kind, [item for item in body.get("items") or [] if isinstance(item, Mapping)]
 
 
-def served_source_kinds(api: Any, enabled: Iterable[str]) -> list[SourceKind]:
-    """The enabled source kinds whose API the cluster serves (discovery); a source is never required.
-
-    When Calico's API server serves projectcalico.org/v3, its kinds are read there and not again from
-    the crd.projectcalico.org/v1 CRDs that back them."""
-    from kubernetes import client
-
-    wanted = set(enabled)
-    served: dict[str, set[str]] = {}
-    try:
-        groups = client.ApisApi(api).get_api_versions(_request_timeout=30).groups or []
-    except Exception as error:  # the client raises ApiException, urllib3 and socket errors
-        raise AuditError(f"cannot discover API groups: {_why(error)}") from None
-    for group in groups:
-        served[group.name] = {v.version for v in group.versions or []}
-    kinds = [k for k in SOURCE_KINDS if k.source in wanted and k.version in served.get(k.group, set())]
-    found: list[SourceKind] = []
-    for kind in kinds:
-        try:
-            resources = client.CustomObjectsApi(api).get_api_resources(kind.group, kind.version,
-                                                                        _request_timeout=30)
-        except Exception as error:
-            raise AuditError(f"cannot discover {kind.group}/{kind.version}: {_why(error)}") from None
-        if any(r.name == kind.plural for r in resources.resources or []):
-            found.append(kind)
-    preferred = {(k.kind, k.source) for k in found if k.group == "projectcalico.org"}
-    return [k for k in found if k.group != "crd.projectcalico.org" or (k.kind, k.source) not in preferred]
-
-
 def _list_sources(
     kubeconfig: str | None, enabled: Iterable[str],
 ) -> Iterator[tuple[SourceKind, list[Mapping[str, Any]]]]:
     from kubernetes import client
 
     api = client.ApiClient(load_configuration(kubeconfig))
-    for kind in served_source_kinds(api, enabled):
+    try:
+        kinds = served_source_kinds(api, enabled)
+    except DiscoveryError as error:
+        raise AuditError(str(error)) from None
+    for kind in kinds:
         try:
             response = client.CustomObjectsApi(api).list_cluster_custom_object(
                 kind.group, kind.version, kind.plural, _preload_content=False, _request_timeout=30)
             body = json.loads(getattr(response, "data", b"{}"))
         except Exception as error:
-            raise AuditError(f"cannot list {kind.kind}s ({kind.group}): {_why(error)}") from None
+            raise AuditError(f"cannot list {kind.kind}s ({kind.group}): {why(error)}") from None
         yield kind, [item for item in body.get("items") or [] if isinstance(item, Mapping)]
 
-
-def _why(error: BaseException) -> str:
-    status = getattr(error, "status", None)
-    return f"HTTP {status} {getattr(error, 'reason', '')}".strip() if status else str(error).splitlines()[0]

@@ -192,6 +192,8 @@ class ServerSettings(_Strict):
     max_body_bytes: int = Field(default=3 * 1024 * 1024, ge=1024, alias="maxBodyBytes")
     # Seconds between re-reads of the certificate files (rotation without restart).
     cert_reload_seconds: float = Field(default=10.0, gt=0, alias="certReloadSeconds")
+    # Seconds between API discoveries of the coverage-source kinds (a CRD installed later is picked up).
+    source_discovery_seconds: float = Field(default=30.0, gt=0, alias="sourceDiscoverySeconds")
 
 
 class Config(_Strict):
