@@ -21,6 +21,7 @@ from webhook.core.sources import SourceKind
 from webhook.core.sources.base import SourcePolicy
 from webhook.core.state import ClusterState, parse_namespace
 from webhook.discovery import DiscoveryError, served_source_kinds, why
+from webhook.errors import AuditError as AuditError  # re-exported: raised here
 from webhook.kubeclient import load_configuration
 from webhook.loading import CLUSTER, Manifest
 
@@ -38,9 +39,6 @@ LISTED: tuple[tuple[str, str, str], ...] = (
     ("Pod", "CoreV1Api", "list_pod_for_all_namespaces"),
 )
 
-
-class AuditError(Exception):
-    """The cluster could not be read; the message says what failed."""
 
 
 def run_audit(config: Config, kubeconfig: str | None) -> CheckReport:
@@ -122,4 +120,3 @@ def _list_sources(
         except Exception as error:
             raise AuditError(f"cannot list {kind.kind}s ({kind.group}): {why(error)}") from None
         yield kind, [item for item in body.get("items") or [] if isinstance(item, Mapping)]
-

@@ -12,11 +12,12 @@ from collections.abc import Iterable
 from typing import Any
 
 from webhook.core.sources import SOURCE_KINDS, SourceKind
+from webhook.errors import NetpolGuardError
 
 DISCOVERY_TIMEOUT = (5.0, 30.0)
 
 
-class DiscoveryError(Exception):
+class DiscoveryError(NetpolGuardError):
     """The API server's discovery could not be read; the message says what failed."""
 
 
