@@ -50,6 +50,7 @@ e2e: binaries
 # Benchmarks print numbers; they are not tests. Engine, service over TLS, kubectl apply latency.
 bench: binaries
 	$(BIN)/python -m tests.bench.bench_engine
+	$(BIN)/python -m tests.bench.bench_sources
 	$(BIN)/python -m tests.bench.bench_service
 	$(BIN)/python tests/bench/bench_apply.py
 
