@@ -170,3 +170,15 @@ def test_check_reports_cluster_scoped_kinds_with_empty_namespace(tmp_path: Path)
         ("Deployment", "shop", True), ("Pod", "shop", True)]
     only_np = run_check([str(bundle)], config(coverageSources=["networkPolicy"]))
     assert [r.decision.allowed for r in only_np.results] == [True, True, False, False]
+
+
+def test_only_reasons_for_uncovered_directions_are_named() -> None:
+    egress_np = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                 "metadata": {"name": "deny-out", "namespace": "shop"},
+                 "spec": {"podSelector": {}, "policyTypes": ["Egress"]}}
+    no_http = cnp("no-http", ingress=[{"action": "Deny", "from": [{"namespaces": {}}],
+                                       "protocols": [{"tcp": {"destinationPort": {"number": 80}}}]}])
+    decision = review(deployment(), cluster(*NAMESPACES, egress_np, no_http))
+    message = decision.violations[0].message
+    assert message.endswith("has no default-deny for Ingress (covered Egress: deny-out); seen but not counting: "
+                            "ClusterNetworkPolicy no-http: its Ingress Deny is limited to TCP 80")

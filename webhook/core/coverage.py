@@ -77,4 +77,7 @@ def with_sources(isolation: Isolation, sources: SourceCoverage) -> Isolation:
     if not (sources.ingress_by or sources.egress_by or sources.not_counting):
         return isolation
     combined = Isolation(isolation.ingress_by + sources.ingress_by, isolation.egress_by + sources.egress_by)
-    return Isolation(combined.ingress_by, combined.egress_by, sources.not_counting if not combined.complete else ())
+    missing = combined.missing
+    # Only what was seen for a direction still uncovered is worth saying.
+    reasons = tuple(dict.fromkeys(text for direction, text in sources.not_counting if direction in missing))
+    return Isolation(combined.ingress_by, combined.egress_by, reasons)

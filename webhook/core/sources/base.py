@@ -96,7 +96,8 @@ class SourcePolicy:
 class SourceCoverage:
     ingress_by: tuple[str, ...] = ()
     egress_by: tuple[str, ...] = ()
-    not_counting: tuple[str, ...] = ()  # "Kind name: why", for the directions left uncovered
+    # (direction, "Kind name: why") for policies seen for a direction no source covers
+    not_counting: tuple[tuple[Direction, str], ...] = ()
 
     def by(self, direction: Direction) -> tuple[str, ...]:
         return self.ingress_by if direction == "Ingress" else self.egress_by
@@ -137,12 +138,10 @@ def compose(
                 continue
             if policy.label not in by[direction]:
                 by[direction].append(policy.label)
-    not_counting: list[str] = []
+    not_counting: list[tuple[Direction, str]] = []
     for direction in DIRECTIONS:
         if not by[direction]:
-            for reason in reasons[direction]:
-                if reason not in not_counting:
-                    not_counting.append(reason)
+            not_counting += [(direction, reason) for reason in dict.fromkeys(reasons[direction])]
     return SourceCoverage(tuple(sorted(by["Ingress"])), tuple(sorted(by["Egress"])), tuple(not_counting))
 
 
