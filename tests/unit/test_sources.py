@@ -215,9 +215,12 @@ def test_calico_order_and_tiers() -> None:
     assert both(cover(deny, other_tier)) == (False, True)  # another tier's order is unknown: assumed first
     passing = gnp("security.pass", tier="security", ingress=[{"action": "Pass"}])
     assert both(cover(deny, passing)) == (True, True)  # Pass goes on to the next tier
-    in_tier = cover(gnp("security.deny", tier="security", types=["Ingress"]))
-    assert not in_tier.ingress_by
-    assert "only the default tier counts" in reasons(in_tier)[0]
+    in_tier = gnp("security.deny", tier="security", order=100, types=["Ingress"])
+    assert cover(in_tier).ingress_by == ("GlobalNetworkPolicy security.deny",)  # end of tier: Deny
+    assert both(cover(in_tier, gnp("security.pass", tier="security", order=1, ingress=[{"action": "Pass"}]))) \
+        == (False, False)
+    assert both(cover(in_tier, gnp("platform.pass", tier="platform", order=1, ingress=[{"action": "Pass"}]))) \
+        == (True, False)
 
 
 def test_calico_selectors_on_pods_and_namespaces() -> None:

@@ -41,14 +41,16 @@ class Subject(Protocol):
 class Precedence:
     """Where a rule sits in its family's evaluation order (smaller first).
 
-    `tier` orders tiers (Admin 0 < NetworkPolicy < Baseline 2; Calico: -1 for a tier whose order is
-    unknown here, 0 for the default tier); `order` is the priority/order inside the tier; `tie` breaks
-    ties where the project defines it (Calico: the policy name), "" where it does not (ANP: undefined).
+    `tier` orders tiers (Admin 0 < NetworkPolicy < Baseline 2); tiers with the same number but
+    different `tier_name` have an order not known here (Calico tiers: their Tier objects are not
+    read). `order` is the priority/order inside the tier; `tie` breaks ties where the project
+    defines it (Calico: the policy name), "" where it does not (equal ANP priorities: undefined).
     """
 
     tier: int
     order: float
     tie: str = ""
+    tier_name: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,9 +154,11 @@ def _voider(
         if other.family != policy.family or other.key == policy.key:
             continue
         for opener in unit.openers.get(direction, ()):
-            same_tier = opener.at.tier == at.tier and (opener.at.order, opener.at.tie) <= (at.order, at.tie)
-            if same_tier or (opener.action == "accept" and opener.at.tier < at.tier):
-                return f"{other.label} {opener.what}"
+            if opener.at.tier == at.tier and opener.at.tier_name == at.tier_name:
+                if (opener.at.order, opener.at.tie) <= (at.order, at.tie):
+                    return f"{other.label} {opener.what}"  # earlier in the same tier (Accept, or Pass out of it)
+            elif opener.action == "accept" and opener.at.tier <= at.tier:
+                return f"{other.label} {opener.what}"  # an earlier tier, or one whose order is unknown
     return None
 
 

@@ -20,10 +20,11 @@ the same spec; a CRD copy and its v3 view are one policy here (same key).
   direction (no source, destination, protocol, ICMP, HTTP or IP version match)
   is an Allow or a Pass; a catch-all Deny first means everything is denied.
 - Order: in a tier, policies go by `order` (absent: last), then by name. A catch-all
-  Allow or Pass in a default-tier policy of lower order that selects the same pods
-  voids the Deny. Tiers other than `default` are ordered by Tier objects that
-  netpol-guard does not read, and a tier's `defaultAction` may be Pass: a policy
-  in another tier does not count, and its catch-all Allow is assumed to come first.
+  Allow or Pass in a policy of the same tier, earlier in that order, selecting the same
+  pods voids the Deny. Tiers are ordered by Tier objects, which netpol-guard does not
+  read: a catch-all Allow in another tier is assumed to come first (it voids), a Pass
+  in another tier only moves on to the next tier (it does not). A tier's end-of-tier
+  action is taken to be Deny, Calico's default (`defaultAction`).
   `doNotTrack` and `preDNAT` policies apply to host endpoints only: they do not count.
 """
 
@@ -133,7 +134,7 @@ def parse_calico_policy(obj: Mapping[str, Any], default_namespace: str = "defaul
     if order is not None and (isinstance(order, bool) or not isinstance(order, int | float)):
         raise ObjectError("spec.order", f"must be a number, not {order!r}")
     label = f"{namespace}/{name}" if namespace else name
-    at = Precedence(0 if tier == "default" else -1, float("inf") if order is None else float(order), label)
+    at = Precedence(0, float("inf") if order is None else float(order), label, tier)
     host_only = [f for f in ("doNotTrack", "preDNAT") if spec.get(f) is True]
     deny: dict[Direction, Precedence] = {}
     why_not: dict[Direction, str] = {}
@@ -149,13 +150,8 @@ def parse_calico_policy(obj: Mapping[str, Any], default_namespace: str = "defaul
         if first is not None and first[1] in ("Allow", "Pass"):
             index, action = first
             why_not[direction] = f"its {direction} rule {index} ({action}, no match criteria) lets everything through"
-            if tier == "default" or action == "Allow":
-                openers[direction] = (Opener("accept" if action == "Allow" else "pass", at,
-                                             f"{direction.lower()} rule {index} ({action} everything)"),)
-            continue
-        if tier != "default":
-            why_not[direction] = (f"it is in tier {tier}, whose order and defaultAction netpol-guard does not read "
-                                  "(only the default tier counts)")
+            openers[direction] = (Opener("accept" if action == "Allow" else "pass", at,
+                                         f"{direction.lower()} rule {index} ({action} everything)"),)
             continue
         deny[direction] = at
     short = name[len(tier) + 1:] if name.startswith(f"{tier}.") else name
