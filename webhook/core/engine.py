@@ -353,6 +353,7 @@ class Engine:
         settings = self.config.rules.get("protect-deny-all")
         names = [namespace] if namespace else view.namespace_names()
         changed = [p for p in (old, new) if p is not None]
+        voids = new is not None and any(u.openers for u in new.units)
         lost: list[tuple[str, list[str]]] = []
         for name in names:
             info = namespace_or_default(view, name)
@@ -365,6 +366,8 @@ class Engine:
             before = view.coverage(name)
             if not (before.ingress or before.egress):
                 continue
+            if old is not None and (new is None or not voids) and old.label not in before.ingress_by + before.egress_by:
+                continue  # the changed policy covers nothing here and the new one cannot void anything
             keys = {p.key for p in changed}
             sources = [p for p in view.source_policies(name) if p.key not in keys]
             if new is not None and new.applies_to_namespace(info):
