@@ -39,6 +39,7 @@ class FakeAPI:
         self.events: dict[str, queue.Queue[dict[str, Any]]] = {
             "ns": queue.Queue(), "np": queue.Queue(), "custom": queue.Queue()}
         self.live_reads = 0
+        self.requests: list[str] = []  # every path asked for
         self.lists = {"ns": 0, "np": 0, "custom": 0}
         self.version = 100
         self.stopping = threading.Event()
@@ -56,6 +57,7 @@ class FakeAPI:
                 url = urlparse(self.path)
                 query = parse_qs(url.query)
                 path = url.path.rstrip("/") or "/"
+                api.requests.append(path)
                 if path == "/apis":
                     groups = [{"name": g, "versions": [{"groupVersion": f"{g}/{v}", "version": v}]}
                               for g, v in api.custom]
@@ -152,7 +154,7 @@ class FakeAPI:
 @pytest.fixture(scope="module")
 def fake() -> Iterator[FakeAPI]:
     api = FakeAPI()
-    for name in ("covered", "bare", "racing", "broken", "late", "relisted", "cluster-wide"):
+    for name in ("covered", "bare", "racing", "broken", "late", "relisted", "cluster-wide", "confirmed"):
         api.add_namespace(namespace(name))
     api.add_policy(deny_all("covered"))
     api.thread.start()
@@ -190,7 +192,7 @@ def test_synced_from_list(client: httpx.Client) -> None:
     assert client.get("/readyz").text == "ok"
     metrics = client.get("/metrics").text
     assert "netpol_guard_cache_synced 1.0" in metrics
-    assert 'netpol_guard_cache_objects{kind="Namespace"} 7.0' in metrics
+    assert 'netpol_guard_cache_objects{kind="Namespace"} 8.0' in metrics
     assert 'netpol_guard_cache_objects{kind="NetworkPolicy"} 1.0' in metrics
 
 
@@ -269,3 +271,25 @@ def test_a_coverage_source_installed_later_is_discovered_and_watched(client: htt
     while decide(client, "cluster-wide")["allowed"] and time.monotonic() < deadline:
         time.sleep(0.1)
     assert decide(client, "cluster-wide")["allowed"] is False
+
+
+def test_the_live_confirm_reads_cluster_wide_policies_too(client: httpx.Client, fake: FakeAPI) -> None:
+    group = ("policy.networking.k8s.io", "v1alpha2")
+    seen = len(fake.requests)
+    fake.custom[group] = {"clusternetworkpolicies": []}
+    deadline = time.monotonic() + 8  # discovery finds the kind (with nothing in it) and lists it
+    listing = "/apis/policy.networking.k8s.io/v1alpha2/clusternetworkpolicies"
+    while listing not in fake.requests[seen:]:
+        assert time.monotonic() < deadline, "the kind was never listed"
+        time.sleep(0.1)
+    policy = {"apiVersion": "policy.networking.k8s.io/v1alpha2", "kind": "ClusterNetworkPolicy",
+              "metadata": {"name": "confirmed-deny"},
+              "spec": {"tier": "Admin", "priority": 1,
+                       "subject": {"namespaces": {"matchLabels": {"kubernetes.io/metadata.name": "confirmed"}}},
+                       "ingress": [{"action": "Deny", "from": [{"namespaces": {}}]}],
+                       "egress": [{"action": "Deny", "to": [{"networks": ["0.0.0.0/0", "::/0"]}]}]}}
+    fake.custom[group]["clusternetworkpolicies"].append(policy)  # never sent as a watch event
+    reads = fake.live_reads
+    assert decide(client, "confirmed")["allowed"] is True
+    assert fake.live_reads == reads + 1
+    del fake.custom[group]
