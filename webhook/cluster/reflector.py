@@ -420,7 +420,6 @@ class KubernetesSource:
                 self.state.remove_namespace(namespace)
         return info, policies
 
-
     def _live_sources(self, namespace: str) -> list[tuple[SourceKind, list[SourcePolicy]]]:
         """The watched coverage-source kinds read live: cluster-scoped ones whole, namespaced ones in `namespace`."""
         read: list[tuple[SourceKind, list[SourcePolicy]]] = []

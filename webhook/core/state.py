@@ -63,6 +63,14 @@ class ClusterView(Protocol):
 
     def namespace_names(self) -> list[str]: ...
 
+    def all_namespaces(self) -> Sequence[NamespaceInfo]:
+        """Every namespace known to exist (empty when unknown, e.g. offline)."""
+        ...
+
+    def unreadable(self, namespace: str) -> Mapping[str, str]:
+        """Policies of the namespace that exist but could not be read: name -> what was wrong."""
+        ...
+
 
 def namespace_or_default(view: ClusterView, name: str) -> NamespaceInfo:
     """The namespace as the view knows it, or as the API server would label a new one."""
@@ -85,6 +93,8 @@ class ClusterState:
         self._source_generation = 0
         self._namespace_generation: dict[str, int] = {}
         self._combined: dict[str, tuple[int, int, Isolation, tuple[SourcePolicy, ...]]] = {}
+        self._namespace_list: tuple[NamespaceInfo, ...] | None = None
+        self._unreadable: dict[str, dict[str, str]] = {}
 
     # --- reads (lock-free: each read sees one whole immutable value) ---
     def namespace(self, name: str) -> NamespaceInfo | None:
@@ -122,6 +132,15 @@ class ClusterState:
         self._combined[namespace] = (source_generation, namespace_generation, isolation, relevant)
         return isolation, relevant
 
+    def all_namespaces(self) -> Sequence[NamespaceInfo]:
+        found = self._namespace_list
+        if found is None:
+            found = self._namespace_list = tuple(self._namespaces.values())
+        return found
+
+    def unreadable(self, namespace: str) -> Mapping[str, str]:
+        return self._unreadable.get(namespace, {})
+
     def namespace_names(self) -> list[str]:
         return sorted(set(self._namespaces) | set(self._policy_lists))
 
@@ -134,11 +153,13 @@ class ClusterState:
         with self._lock:
             self._namespaces[info.name] = info
             self._bump(info.name)
+            self._namespace_list = None
 
     def remove_namespace(self, name: str) -> None:
         with self._lock:
             self._namespaces.pop(name, None)
             self._bump(name)
+            self._namespace_list = None
 
     def set_source_policy(self, policy: SourcePolicy) -> None:
         with self._lock:
@@ -171,18 +192,33 @@ class ClusterState:
 
     def set_policy(self, policy: NetworkPolicy) -> None:
         with self._lock:
+            self._forget_unreadable(policy.namespace, policy.name)
             self._policies.setdefault(policy.namespace, {})[policy.name] = policy
             self._refresh(policy.namespace)
 
-    def remove_policy(self, namespace: str, name: str) -> None:
+    def set_unreadable(self, namespace: str, name: str, problem: str) -> None:
+        """A policy exists but cannot be read: keep its name (messages cite it), drop any earlier readable copy."""
         with self._lock:
+            self._unreadable.setdefault(namespace, {})[name] = problem
             if self._policies.get(namespace, {}).pop(name, None) is not None:
                 self._refresh(namespace)
 
-    def replace_policies(self, namespace: str, policies: Iterable[NetworkPolicy]) -> None:
+    def remove_policy(self, namespace: str, name: str) -> None:
+        with self._lock:
+            self._forget_unreadable(namespace, name)
+            if self._policies.get(namespace, {}).pop(name, None) is not None:
+                self._refresh(namespace)
+
+    def replace_policies(
+        self, namespace: str, policies: Iterable[NetworkPolicy], unreadable: Mapping[str, str] | None = None,
+    ) -> None:
         """Swap in the complete policy set of one namespace (a live read)."""
         with self._lock:
             self._policies[namespace] = {p.name: p for p in policies}
+            if unreadable:
+                self._unreadable[namespace] = dict(unreadable)
+            else:
+                self._unreadable.pop(namespace, None)
             self._refresh(namespace)
 
     def replace_namespace_sources(self, namespace: str, policies: Iterable[SourcePolicy]) -> None:
@@ -193,19 +229,35 @@ class ClusterState:
                 self._sources[policy.key] = policy
             self._sources_changed()
 
-    def replace_all(self, namespaces: Iterable[NamespaceInfo], policies: Iterable[NetworkPolicy]) -> None:
-        """Swap in a complete listing (initial sync or relist after 410 Gone)."""
+    def replace_all(
+        self, namespaces: Iterable[NamespaceInfo], policies: Iterable[NetworkPolicy],
+        unreadable: Iterable[tuple[str, str, str]] = (),
+    ) -> None:
+        """Swap in a complete listing (initial sync or relist after 410 Gone).
+
+        `unreadable`: (namespace, name, problem) of policies that exist but could not be read.
+        """
         by_namespace: dict[str, dict[str, NetworkPolicy]] = {}
         for policy in policies:
             by_namespace.setdefault(policy.namespace, {})[policy.name] = policy
         lists = {ns: tuple(sorted(p.values(), key=lambda x: x.name)) for ns, p in by_namespace.items()}
         coverage = {ns: namespace_coverage(p) for ns, p in lists.items()}
+        broken: dict[str, dict[str, str]] = {}
+        for namespace, name, problem in unreadable:
+            broken.setdefault(namespace, {})[name] = problem
         with self._lock:
             self._namespaces = {n.name: n for n in namespaces}
+            self._namespace_list = None
             self._policies = by_namespace
             self._policy_lists = lists
             self._coverage = coverage
             self._source_generation += 1  # every cached combination is stale
+            self._unreadable = broken
+
+    def _forget_unreadable(self, namespace: str, name: str) -> None:
+        broken = self._unreadable.get(namespace)
+        if broken is not None and broken.pop(name, None) is not None and not broken:
+            del self._unreadable[namespace]
 
     def _refresh(self, namespace: str) -> None:
         self._bump(namespace)
@@ -225,12 +277,14 @@ class NamespaceOverride:
 
     def __init__(
         self, base: ClusterView, namespace: str, policies: Iterable[NetworkPolicy],
-        info: NamespaceInfo | None = None, sources: Iterable[SourcePolicy] | None = None,
+        info: NamespaceInfo | None = None, unreadable: Mapping[str, str] | None = None,
+        sources: Iterable[SourcePolicy] | None = None,
     ) -> None:
         """`sources`: the cluster-wide and CNI policies read live as well (default: what `base` holds)."""
         self._base = base
         self._namespace = namespace
         self._info = info
+        self._unreadable = dict(unreadable or {})
         self._policies = tuple(sorted(policies, key=lambda p: p.name))
         info = info or base.namespace(namespace) or NamespaceInfo(namespace, {NAME_LABEL: namespace})
         self._sources = (
@@ -255,3 +309,9 @@ class NamespaceOverride:
 
     def namespace_names(self) -> list[str]:
         return self._base.namespace_names()
+
+    def all_namespaces(self) -> Sequence[NamespaceInfo]:
+        return self._base.all_namespaces()
+
+    def unreadable(self, namespace: str) -> Mapping[str, str]:
+        return self._unreadable if namespace == self._namespace else self._base.unreadable(namespace)

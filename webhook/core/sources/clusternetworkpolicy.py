@@ -230,7 +230,7 @@ def _read_peers(raw: list[Any], path: str, direction: Direction, *, deny: bool) 
             if not isinstance(networks, list):
                 raise ObjectError(f"{where}.networks", "must be a list of CIDRs")
             for n, cidr in enumerate(networks):
-                network, _ = parse_cidr(cidr, f"{where}.networks[{n}]")
+                network = parse_cidr(cidr, f"{where}.networks[{n}]").network
                 v4 = v4 or network == ALL_V4
                 v6 = v6 or network == ALL_V6
             texts.append(f"networks {', '.join(map(str, networks))}")
