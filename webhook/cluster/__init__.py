@@ -11,12 +11,13 @@ from __future__ import annotations
 from collections.abc import Collection
 
 from webhook.cluster.reflector import KubernetesSource
-from webhook.cluster.source import ClusterSource
+from webhook.cluster.source import ClusterSource, LiveNamespace
 from webhook.cluster.static import StaticSource
 from webhook.core.sources import SOURCE_NAMES
 from webhook.errors import LiveReadError, SourceError
 
-__all__ = ["ClusterSource", "KubernetesSource", "LiveReadError", "SourceError", "StaticSource", "make_source"]
+__all__ = ["ClusterSource", "KubernetesSource", "LiveNamespace", "LiveReadError", "SourceError", "StaticSource",
+           "make_source"]
 
 
 def make_source(
