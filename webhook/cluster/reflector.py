@@ -1,7 +1,10 @@
 """`KubernetesSource`: the cluster-state cache kept by list+watch of the API server.
 
-A reflector per kind (Namespaces, networking.k8s.io/v1 NetworkPolicies in all namespaces)
-in background threads, plus `live_namespace` for the confirm-before-deny read.
+A reflector per kind (Namespaces, networking.k8s.io/v1 NetworkPolicies in all namespaces,
+and each enabled coverage-source kind the cluster serves: found by API discovery at start and
+every `server.sourceDiscoverySeconds`, so a CRD installed later is picked up and one removed
+is dropped; none is required) in background threads, plus `live_namespace` for the
+confirm-before-deny read (which re-reads the watched source kinds too).
 
 The reflector is deliberately small and explicit rather than `kubernetes.informer`: list, then
 watch from the list's resourceVersion (with bookmarks, so a quiet watch can resume without a
@@ -21,14 +24,18 @@ import random
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
+from functools import partial
 from typing import Any
 
 from webhook.cluster.source import LiveNamespace
 from webhook.cluster.versions import Key, Versions, revision
 from webhook.core.errors import ObjectError
 from webhook.core.netpol import NetworkPolicy, parse_network_policy
+from webhook.core.sources import SOURCE_NAMES, SourceKind
+from webhook.core.sources.base import SourcePolicy
 from webhook.core.state import ClusterState, NamespaceInfo, parse_namespace
+from webhook.discovery import DiscoveryError, served_source_kinds
 from webhook.errors import KubeConfigError, LiveReadError, SourceError
 from webhook.kubeclient import load_configuration
 
@@ -57,6 +64,7 @@ class _Reflector:
         self.list_call = list_call  # the client's list method; with watch=True it streams events
         self.synced = False
         self.last_error: str | None = None
+        self.stopping = threading.Event()  # set by the source on stop, or when the kind is no longer served
         self.failing_since: float | None = None  # monotonic time of the first failure since the last success
         self._stale_logged = False
         self._response: Any = None
@@ -66,7 +74,7 @@ class _Reflector:
     def _run(self) -> None:
         backoff = BACKOFF_START
         resource_version: str | None = None
-        stop = self.source.stopping
+        stop = self.stopping
         while not stop.is_set():
             try:
                 if resource_version is None:
@@ -147,7 +155,7 @@ class _Reflector:
         self._succeeded()
         try:
             for line in _lines(response):
-                if self.source.stopping.is_set():
+                if self.stopping.is_set():
                     break
                 event = json.loads(line)
                 resource_version = self._apply(event, resource_version)
@@ -273,12 +281,45 @@ class _Reflector:
 
     def interrupt(self) -> None:
         """Unblock a thread waiting in a watch read (closing from another thread can hang on the SSL lock)."""
+        self.stopping.set()
         response = self._response
         connection = getattr(response, "connection", None) if response is not None else None
         sock = getattr(connection, "sock", None) if connection is not None else None
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
+
+
+class _SourceReflector(_Reflector):
+    """List+watch of one coverage-source kind (a custom resource, all namespaces) into the state."""
+
+    def __init__(self, source: KubernetesSource, kind: SourceKind, list_call: Callable[..., Any]) -> None:
+        super().__init__(source, f"{kind.kind}.{kind.group}", list_call)
+        self.source_kind = kind
+
+    def _read(self, obj: Mapping[str, Any]) -> SourcePolicy:
+        return self.source_kind.parse(obj, _namespace_of(obj))
+
+    def _set(self, obj: Mapping[str, Any]) -> None:
+        policy = self._read(obj)
+        with self.source.write_lock:
+            self.source.state.set_source_policy(policy)
+
+    def _delete(self, obj: Mapping[str, Any]) -> None:
+        policy = self._read(obj)  # a DELETED event carries the object's last state
+        with self.source.write_lock:
+            self.source.state.remove_source_policy(policy.key)
+
+    def _replace(self, items: list[Any]) -> None:
+        policies = [p for p in (self._parse(item, self._read) for item in items) if p is not None]
+        with self.source.write_lock:
+            self.source.state.replace_source_policies(policies, kinds=[self.source_kind.kind])
+
+    def retire(self) -> None:
+        """The kind is no longer served (its CRD was deleted): stop watching and forget its policies."""
+        self.interrupt()
+        with self.source.write_lock:
+            self.source.state.replace_source_policies([], kinds=[self.source_kind.kind])
 
 
 def _key(kind: str, obj: Mapping[str, Any]) -> Key:
@@ -336,6 +377,8 @@ def merge_live(state: ClusterState, versions: Versions, namespace: str, namespac
     return LiveNamespace(info, list(state.policies(namespace)), dict(state.unreadable(namespace)))
 
 
+
+
 def _namespace_of(obj: Mapping[str, Any]) -> str:
     metadata = obj.get("metadata") or {}
     namespace = metadata.get("namespace") if isinstance(metadata, Mapping) else None
@@ -363,7 +406,10 @@ class KubernetesSource:
 
     live = True
 
-    def __init__(self, kubeconfig: str | None, stale_after: float | None = None) -> None:
+    def __init__(
+        self, kubeconfig: str | None, sources: Collection[str] = SOURCE_NAMES, discovery_seconds: float = 30.0,
+        stale_after: float | None = None,
+    ) -> None:
         from kubernetes import client  # imported here: --state mode never needs the client
 
         self.stale_after = stale_after  # seconds of failing list/watch before the cache counts as stale
@@ -386,24 +432,74 @@ class KubernetesSource:
             _Reflector(self, "NetworkPolicy",
                        client.NetworkingV1Api(self.api_client).list_network_policy_for_all_namespaces),
         ]
+        # Coverage sources: found by discovery; the first discovery and its first lists gate readiness.
+        self._enabled = tuple(sources)
+        self._discovery_seconds = discovery_seconds
+        self._watched: dict[tuple[str, str], _SourceReflector] = {}
+        self._discovered = not any(s in self._enabled for s in SOURCE_NAMES[1:])
+        self._discovery_error: str | None = None
+        self._initial: list[_SourceReflector] = []
+        self._custom = client.CustomObjectsApi(self.api_client)
+        self._live_custom = client.CustomObjectsApi(self._live_client)
+        self._discovery = threading.Thread(target=self._discover_loop, name="discovery", daemon=True)
 
     @property
     def synced(self) -> bool:
         """Listed, and no watch failing for longer than the staleness bound (then /readyz is not ready)."""
-        return all(r.synced and r.stale_reason() is None for r in self._reflectors)
+        return (self._discovered and all(r.synced for r in (*self._reflectors, *self._initial))
+                and not self._stale_reasons())
+
+    def _stale_reasons(self) -> list[str]:
+        reflectors = (*self._reflectors, *list(self._watched.values()))
+        return [reason for reason in (r.stale_reason() for r in reflectors) if reason is not None]
 
     def not_ready_reason(self) -> str | None:
-        waiting = [r for r in self._reflectors if not r.synced]
-        if waiting:
-            parts = [f"{r.kind}s not listed yet" + (f" (last error: {r.last_error})" if r.last_error else "")
-                     for r in waiting]
+        waiting = [r for r in (*self._reflectors, *self._initial) if not r.synced]
+        parts = [f"{r.kind}s not listed yet" + (f" (last error: {r.last_error})" if r.last_error else "")
+                 for r in waiting]
+        if not self._discovered:
+            parts.append("coverage-source APIs not discovered yet"
+                         + (f" (last error: {self._discovery_error})" if self._discovery_error else ""))
+        if parts:
             return "cluster cache not synced: " + "; ".join(parts)
-        stale = [reason for reason in (r.stale_reason() for r in self._reflectors) if reason is not None]
+        stale = self._stale_reasons()
         return "cluster cache stale: " + "; ".join(stale) if stale else None
 
     def synced_after(self, reflector: _Reflector) -> bool:
         """Whether the cache is complete once `reflector` has finished its first list."""
-        return all(r.synced or r is reflector for r in self._reflectors)
+        return self._discovered and all(r.synced or r is reflector for r in (*self._reflectors, *self._initial))
+
+    def watched_source_kinds(self) -> list[SourceKind]:
+        return [r.source_kind for r in list(self._watched.values())]
+
+    def _discover_loop(self) -> None:
+        """Discovery at start, then every `discovery_seconds`: watch what appeared, drop what went away."""
+        backoff = BACKOFF_START
+        while not self.stopping.is_set():
+            try:
+                served = {(k.group, k.kind): k for k in served_source_kinds(self.api_client, self._enabled)}
+            except DiscoveryError as error:
+                self._discovery_error = str(error)
+                log.warning("coverage-source discovery failed, retrying in %.1fs: %s", backoff, error)
+                self.stopping.wait(backoff * (0.5 + random.random()))
+                backoff = min(backoff * 2, BACKOFF_MAX)
+                continue
+            backoff = BACKOFF_START
+            self._discovery_error = None
+            for key in [k for k in self._watched if k not in served]:
+                log.info("%s.%s is no longer served: not watching it", key[1], key[0])
+                self._watched.pop(key).retire()
+            for key, kind in served.items():
+                if key not in self._watched:
+                    reflector = _SourceReflector(self, kind, partial(
+                        self._custom.list_cluster_custom_object, kind.group, kind.version, kind.plural))
+                    log.info("watching %s.%s/%s", kind.kind, kind.group, kind.version)
+                    self._watched[key] = reflector
+                    if not self._discovered:
+                        self._initial.append(reflector)
+                    reflector.thread.start()
+            self._discovered = True
+            self.stopping.wait(self._discovery_seconds)
 
     def touch(self) -> None:
         self._last_update = time.monotonic()
@@ -414,18 +510,22 @@ class KubernetesSource:
     def start(self) -> None:
         for reflector in self._reflectors:
             reflector.thread.start()
+        if not self._discovered:
+            self._discovery.start()
 
     def stop(self) -> None:
         self.stopping.set()
-        for reflector in self._reflectors:
+        reflectors = [*self._reflectors, *list(self._watched.values())]
+        for reflector in reflectors:
             reflector.interrupt()
         deadline = time.monotonic() + STOP_SECONDS  # daemon threads: never hold the process's exit for long
-        for reflector in self._reflectors:
+        for reflector in reflectors:
             if reflector.thread.is_alive():
                 reflector.thread.join(timeout=max(0.0, deadline - time.monotonic()))
 
     def live_namespace(self, namespace: str) -> LiveNamespace:
-        """One get + one list, each with a short timeout; merged into the cache (see merge_live)."""
+        """One get + one list (+ the coverage sources), each with a short timeout; merged into the cache
+        object by object (see merge_live), so it never overwrites newer watch state."""
         try:
             namespace_obj: Mapping[str, Any] | None
             try:
@@ -443,10 +543,36 @@ class KubernetesSource:
             body = json.loads(listing.data)
             if not isinstance(body, Mapping) or (namespace_obj is not None and not isinstance(namespace_obj, Mapping)):
                 raise ValueError("the API server's answer is not an object")
+            sources = self._live_sources(namespace)
             with self.write_lock:
+                for kind, found in sources:
+                    if not kind.namespaced:
+                        self.state.replace_source_policies(found, kinds=[kind.kind])
+                self.state.replace_namespace_sources(
+                    namespace, [p for kind, found in sources if kind.namespaced for p in found])
                 return merge_live(self.state, self.versions, namespace, namespace_obj, body)
         except Exception as error:
             raise LiveReadError(f"live read of namespace {namespace} failed: {_short(error)}") from None
+
+    def _live_sources(self, namespace: str) -> list[tuple[SourceKind, list[SourcePolicy]]]:
+        """The watched coverage-source kinds read live: cluster-scoped ones whole, namespaced ones in `namespace`."""
+        read: list[tuple[SourceKind, list[SourcePolicy]]] = []
+        for kind in self.watched_source_kinds():
+            if kind.namespaced:
+                listing: Any = self._live_custom.list_namespaced_custom_object(
+                    kind.group, kind.version, namespace, kind.plural,
+                    _preload_content=False, _request_timeout=LIVE_READ_TIMEOUT)
+            else:
+                listing = self._live_custom.list_cluster_custom_object(
+                    kind.group, kind.version, kind.plural,
+                    _preload_content=False, _request_timeout=LIVE_READ_TIMEOUT)
+            found: list[SourcePolicy] = []
+            for item in json.loads(listing.data).get("items") or []:
+                if isinstance(item, Mapping):
+                    with contextlib.suppress(ObjectError):  # unreadable: skipped, as the watch skips it
+                        found.append(kind.parse(item, namespace))
+            read.append((kind, found))
+        return read
 
 
 def _short(error: BaseException) -> str:

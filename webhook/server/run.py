@@ -168,7 +168,8 @@ def serve(config: Config) -> int:
         client_ca = None
         if settings.client_ca:
             client_ca = require_client_certificates(reloader.context, settings.client_ca)
-        source = make_source(settings.state, settings.kubeconfig, settings.cache_stale_seconds)
+        source = make_source(settings.state, settings.kubeconfig, config.coverage_sources,
+                             config.server.source_discovery_seconds, settings.cache_stale_seconds)
         sock = bind(settings.host, settings.port)
     except (TLSError, SourceError, OSError) as error:
         print(f"netpol-guard: {error}", file=sys.stderr)
