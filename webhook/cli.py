@@ -20,6 +20,17 @@ def _load_config_or_exit(path: str | None) -> Config:
         sys.exit(2)
 
 
+def _check_generated_policies_or_exit(config: Config) -> None:
+    """Refuse a generate: section whose policies our own rules would refuse."""
+    from webhook.core.generate import own_rule_violations
+
+    problems = own_rule_violations(config)
+    if problems:
+        click.echo("netpol-guard: invalid configuration: generate: the generated policies break netpol-guard's "
+                   "own rules\n" + "\n".join(problems), err=True)
+        sys.exit(2)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="netpol-guard")
 def main() -> None:
@@ -35,8 +46,10 @@ def main() -> None:
 @click.option("--mode", type=click.Choice(["enforce", "audit"]), help="Override the config's global mode.")
 @click.option("--user", default="", help="Judge as this requesting user (principal exemptions, admins).")
 @click.option("--group", "groups", multiple=True, help="Judge as a member of this group (repeatable).")
+@click.option("--generate", is_flag=True,
+              help="Judge as if generation were on: Namespaces in the inputs it would cover get its policies.")
 def check(paths: tuple[str, ...], config_path: str | None, output: str, namespace: str, mode: str | None,
-          user: str, groups: tuple[str, ...]) -> None:
+          user: str, groups: tuple[str, ...], generate: bool) -> None:
     """Judge manifests offline (files, directories, - for stdin).
 
     Each object is judged as if created in a cluster holding the Namespaces and
@@ -49,7 +62,10 @@ def check(paths: tuple[str, ...], config_path: str | None, output: str, namespac
     if mode is not None:
         config = config.model_copy(update={"mode": mode})
     try:
-        report = run_check(list(paths), config, default_namespace=namespace, user=user, groups=groups)
+        if generate:
+            _check_generated_policies_or_exit(config)
+        report = run_check(list(paths), config, default_namespace=namespace, user=user, groups=groups,
+                           generate=generate)
     except InputError as error:
         click.echo(f"netpol-guard: {error}", err=True)
         sys.exit(2)
