@@ -81,8 +81,10 @@ def check(paths: tuple[str, ...], config_path: str | None, output: str, namespac
 @click.option("--mode", type=click.Choice(["enforce", "audit"]), help="Override the config's global mode.")
 @click.option("--kubeconfig", help="Kubeconfig file (default: in-cluster config, then ~/.kube/config).")
 @click.option("--state", help="Take Namespaces and NetworkPolicies from manifests here instead of a cluster.")
+@click.option("--generate", is_flag=True, default=None,
+              help="Generate the default-deny in new namespaces (the Lease holder writes); as generate.enabled.")
 def serve(config_path: str | None, host: str | None, port: int | None, cert_dir: str | None,
-          mode: str | None, kubeconfig: str | None, state: str | None) -> None:
+          mode: str | None, kubeconfig: str | None, state: str | None, generate: bool | None) -> None:
     """Run the HTTPS admission webhook (POST /validate, /healthz, /readyz, /metrics)."""
     from webhook.server.run import serve as run_server
 
@@ -96,6 +98,8 @@ def serve(config_path: str | None, host: str | None, port: int | None, cert_dir:
     updates: dict[str, Any] = {"server": config.server.model_copy(update=server_overrides)}
     if mode is not None:
         updates["mode"] = mode
+    if generate:
+        updates["generate"] = config.generate.model_copy(update={"enabled": True})
     sys.exit(run_server(config.model_copy(update=updates)))
 
 
@@ -147,6 +151,47 @@ def audit(config_path: str | None, kubeconfig: str | None, output: str, mode: st
         sys.exit(2)
     click.echo(render(report, output), nl=False)
     sys.exit(0 if report.allowed else 1)
+
+
+@main.command()
+@click.option("--backfill", is_flag=True, help="Required: one pass over the namespaces that exist now.")
+@click.option("--dry-run", is_flag=True, help="List what would be created; change nothing.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Config YAML file.")
+@click.option("--kubeconfig", help="Kubeconfig file (default: in-cluster config, then ~/.kube/config).")
+@click.option("--output", "-o", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def generate(backfill: bool, dry_run: bool, config_path: str | None, kubeconfig: str | None, output: str) -> None:
+    """Create netpol-guard's default-deny in existing namespaces that generation governs.
+
+    New namespaces are handled by `serve --generate`; existing ones only by this explicit
+    backfill. Namespaces that are exempt, opted out, terminating or already covered get
+    nothing; nothing is ever updated or deleted. Exit 0: done; 2: usage or the cluster could
+    not be read; 3: some writes failed.
+    """
+    from webhook.generate import backfill as run_backfill
+    from webhook.generate import render_backfill
+    from webhook.kubeclient import KubeConfigError, load_configuration
+
+    if not backfill:
+        click.echo("netpol-guard: generate needs --backfill (new namespaces are handled by serve --generate)",
+                   err=True)
+        sys.exit(2)
+    config = _load_config_or_exit(config_path)
+    config = config.model_copy(update={"generate": config.generate.model_copy(update={"enabled": True})})
+    _check_generated_policies_or_exit(config)
+    try:
+        from kubernetes import client
+
+        api_client = client.ApiClient(load_configuration(kubeconfig))
+        results = run_backfill(config, api_client, dry_run=dry_run)
+    except KubeConfigError as error:
+        click.echo(f"netpol-guard: {error}", err=True)
+        sys.exit(2)
+    except Exception as error:  # listing failed: the API server's answer, not a traceback
+        status = getattr(error, "status", None)
+        click.echo(f"netpol-guard: cannot read the cluster: {f'HTTP {status}' if status else error}", err=True)
+        sys.exit(2)
+    click.echo(render_backfill(results, output, dry_run), nl=False)
+    sys.exit(3 if any(r.error for r in results) else 0)
 
 
 @main.command()

@@ -222,9 +222,10 @@ class GenerateSettings(_Strict):
     settle_seconds: float = Field(default=0.2, ge=0, le=2, alias="settleSeconds")
     # Leader election on a coordination.k8s.io Lease in `namespace`: one replica writes.
     lease_name: str = Field(default="netpol-guard-leader", alias="leaseName", min_length=1)
-    lease_duration_seconds: float = Field(default=15.0, ge=2, le=300, alias="leaseDurationSeconds")
-    renew_deadline_seconds: float = Field(default=10.0, ge=1, le=300, alias="renewDeadlineSeconds")
-    retry_period_seconds: float = Field(default=2.0, ge=1, le=60, alias="retryPeriodSeconds")
+    # Whole seconds: a Lease stores leaseDurationSeconds as an integer.
+    lease_duration_seconds: int = Field(default=15, ge=2, le=300, alias="leaseDurationSeconds")
+    renew_deadline_seconds: int = Field(default=10, ge=2, le=300, alias="renewDeadlineSeconds")
+    retry_period_seconds: int = Field(default=2, ge=1, le=60, alias="retryPeriodSeconds")
 
     @model_validator(mode="after")
     def _consistent(self) -> GenerateSettings:

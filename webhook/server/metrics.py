@@ -40,6 +40,17 @@ class Metrics:
         self.cache_objects = Gauge(
             "netpol_guard_cache_objects", "Objects held in the cluster cache.", ["kind"], registry=self.registry,
         )
+        self.generated = Counter(
+            "netpol_guard_generated", "NetworkPolicies created by generation (AlreadyExists not counted).",
+            registry=self.registry,
+        )
+        self.generate_errors = Counter(
+            "netpol_guard_generate_errors", "Failed generation attempts (each is logged and retried with backoff).",
+            registry=self.registry,
+        )
+        self.leader = Gauge(
+            "netpol_guard_leader", "1 while this replica holds the generation Lease.", registry=self.registry,
+        )
         # `.labels()` costs a dict build and a lock per call; the label sets are few, so keep the children.
         self._request_children: dict[tuple[str, str, str, str], Counter] = {}
         self._violation_children: dict[tuple[str, str], Counter] = {}
@@ -57,6 +68,12 @@ class Metrics:
         if child is None:
             child = self._violation_children[key] = self.violations.labels(*key)
         child.inc()
+
+    def count_generated(self, policies: int) -> None:
+        self.generated.inc(policies)
+
+    def count_generate_error(self) -> None:
+        self.generate_errors.inc()
 
     def render(self, source: ClusterSource) -> bytes:
         """The text exposition, with the cache gauges read from the source at scrape time."""
