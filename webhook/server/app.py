@@ -29,9 +29,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from webhook.cluster import ClusterSource, LiveReadError
 from webhook.core.config import Config
+from webhook.core.coverage import namespace_coverage
 from webhook.core.engine import JUDGED_KINDS, Decision, Engine, Operation, User
 from webhook.core.engine import Request as AdmissionRequest
 from webhook.core.errors import ObjectError
+from webhook.core.generate import Generation
 from webhook.core.state import NamespaceOverride
 from webhook.server.metrics import Metrics
 
@@ -41,6 +43,7 @@ OPERATIONS: frozenset[str] = frozenset(("CREATE", "UPDATE", "DELETE", "CONNECT")
 # its 413 instead of a reset connection; past it we answer and close.
 DRAIN_FACTOR = 4
 JSON = "application/json"
+GENERATION_POLL_SECONDS = 0.1
 
 log = structlog.get_logger("netpol_guard")
 
@@ -80,6 +83,7 @@ class Outcome:
     violations: tuple[tuple[str, str], ...] = ()  # (rule, action) for the violations metric
     exempt: str | None = None
     confirmed: bool = False  # a live read was made before answering
+    waited: float | None = None  # seconds waited for a generated default-deny (generation)
     error: str | None = None
 
 
@@ -194,6 +198,7 @@ class Service:
     def __init__(self, config: Config, source: ClusterSource, metrics: Metrics) -> None:
         self.config = config
         self.engine = Engine(config)
+        self.generation = Generation(config)
         self.source = source
         self.metrics = metrics
         self.max_body = config.server.max_body_bytes
@@ -309,9 +314,35 @@ class Service:
             confirmed = True
             try:
                 decision = self.engine.review(request, NamespaceOverride(view, namespace, policies, info))
+                if not decision.allowed and self.generation.awaits_generation(
+                        info, namespace_coverage(policies), time.time()):
+                    return await self._await_generation(review, namespace, decision)
             except ObjectError as error:
                 return self._failure(review, "the object", f"malformed {request.kind}: {error}")
+            except LiveReadError as error:
+                return self._failure(review, "the cluster state", str(error))
         return _outcome(decision, confirmed)
+
+    async def _await_generation(self, review: Review, namespace: str, decision: Decision) -> Outcome:
+        """A governed namespace seconds old, whose generated default-deny is on its way: re-read until it is
+        there or `generate.waitSeconds` have passed (well under the webhook timeout), then judge again.
+        Nothing is admitted before the policy exists; the answer records the wait."""
+        started = time.monotonic()
+        deadline = started + self.config.generate.wait_seconds
+        while not decision.allowed and time.monotonic() < deadline:
+            await asyncio.sleep(min(GENERATION_POLL_SECONDS, max(deadline - time.monotonic(), 0)))
+            info, policies = await asyncio.to_thread(self.source.live_namespace, namespace)
+            decision = self.engine.review(review.request, NamespaceOverride(self.source.state, namespace,
+                                                                            policies, info))
+        waited = time.monotonic() - started
+        note = (f"waited {waited:.2f}s for netpol-guard's generated default-deny in new namespace {namespace}: "
+                + ("it exists now" if decision.allowed else "it did not appear"))
+        outcome = _outcome(decision, True)
+        outcome.annotations["generation-wait"] = note
+        outcome.waited = round(waited, 3)
+        if not decision.allowed:
+            outcome.message = f"{outcome.message}\n({note})"
+        return outcome
 
     def _failure(self, review: Review, what: str, why: str) -> Outcome:
         closed = self.config.fail_closed
@@ -336,7 +367,8 @@ class Service:
             operation=request.operation, user=request.user.username, dry_run=request.dry_run,
             decision=outcome.decision, mode=outcome.mode, rules=list(outcome.rules),
             duration_ms=round(duration * 1000, 3),
-            **_optional(exempt=outcome.exempt, confirmed=outcome.confirmed or None, error=outcome.error),
+            **_optional(exempt=outcome.exempt, confirmed=outcome.confirmed or None, error=outcome.error,
+                        waited_s=outcome.waited),
         )
 
 
