@@ -45,7 +45,7 @@ from webhook.core.coverage import namespace_coverage
 from webhook.core.errors import ObjectError
 from webhook.core.generate import Generation, Plan
 from webhook.core.netpol import NetworkPolicy, parse_network_policy
-from webhook.core.state import NamespaceInfo, parse_namespace
+from webhook.core.state import ClusterView, NamespaceInfo, parse_namespace
 
 log = logging.getLogger("netpol_guard.generate")
 
@@ -53,7 +53,9 @@ REQUEST_TIMEOUT = (3.0, 10.0)
 WATCH_SECONDS = 60  # short server-side watches: a lost leadership is noticed at the next one at the latest
 BACKOFF_START, BACKOFF_MAX, MAX_ATTEMPTS = 0.5, 60.0, 10
 LOOKBACK_MARGIN = 5.0
-WORKERS = 4
+# Each namespace costs one policy list and two creates (each judged by the webhook): concurrency, not CPU,
+# is what keeps a burst of new namespaces under a second each.
+WORKERS = 32
 
 
 class Counters(Protocol):
@@ -90,11 +92,14 @@ class Generator:
     """Watches for new namespaces while leader, and creates the generated policies there."""
 
     def __init__(self, config: Config, api_client: Any, leadership: Leadership | None = None,
-                 counters: Counters | None = None, *, workers: int = WORKERS) -> None:
+                 counters: Counters | None = None, *, workers: int = WORKERS, cache: ClusterView | None = None) -> None:
+        """`cache`: the webhook's synced list+watch view; when given, a namespace's policies are read from it
+        instead of a live list (one API round trip fewer per namespace; the settle delay covers its lag)."""
         from kubernetes import client
 
         self.generation = Generation(config)
         self.settings = config.generate
+        self._cache = cache
         self.counters = counters
         self.stats = Stats()
         self._leadership = leadership
@@ -105,6 +110,7 @@ class Generator:
         self._leading = threading.Event()
         self._since = 0.0  # namespaces created before this are not new to this leader
         self._handled: set[str] = set()  # namespaces queued once by this process: never again
+        self._infos: dict[str, NamespaceInfo] = {}  # the namespace as last seen by the watch, while queued
         self._queue: list[tuple[float, int, str, int]] = []  # (due, seq, namespace, attempt)
         self._seq = 0
         self._cond = threading.Condition()
@@ -220,6 +226,7 @@ class Generator:
             self.stats.skipped += 1
             return
         self._handled.add(info.name)
+        self._infos[info.name] = info
         self._enqueue(info.name, 0, self.settings.settle_seconds)
 
     # --- the work queue ---
@@ -253,14 +260,17 @@ class Generator:
             if not self.leading:
                 continue
             try:
-                self.handle(namespace)
+                self.handle(namespace, self._infos.get(namespace))
+                self._infos.pop(namespace, None)
             except _Terminating:
-                log.info("namespace %s is terminating; nothing generated", namespace)
+                self._infos.pop(namespace, None)
+                log.info("namespace %s is terminating or gone; nothing generated", namespace)
             except Exception as error:
                 self.stats.errors += 1
                 if self.counters is not None:
                     self.counters.count_generate_error()
                 if attempt + 1 >= MAX_ATTEMPTS:
+                    self._infos.pop(namespace, None)
                     log.error("generating in namespace %s failed %d times, giving up: %s", namespace,
                               attempt + 1, _short(error))
                     continue
@@ -270,13 +280,24 @@ class Generator:
                 self._enqueue(namespace, attempt + 1, delay)
 
     # --- one namespace ---
-    def handle(self, namespace: str) -> Plan:
-        """Re-read the namespace and its policies live; create what the plan says. Raises on failure."""
-        info, policies = self._read(namespace)
+    def handle(self, namespace: str, seen: NamespaceInfo | None = None) -> Plan:
+        """Read the namespace's policies live (and the namespace, unless the watch just showed it); create
+        what the plan says. Raises on failure.
+
+        A namespace's labels that decide generation are protected and it cannot be un-terminated, so the
+        watch's copy is good enough; a namespace deleted meanwhile makes the create fail (404, or 403
+        "being terminated"), which ends the attempt without a retry.
+        """
+        if seen is not None and self._cache is not None:
+            info: NamespaceInfo | None = seen
+            coverage = self._cache.coverage(namespace)
+        else:
+            info, policies = self._read(namespace, seen)
+            coverage = namespace_coverage(policies)
         if info is None:
             self.stats.skipped += 1
             return Plan(namespace, skip=f"namespace {namespace} no longer exists")
-        plan = self.generation.plan(info, namespace_coverage(policies))
+        plan = self.generation.plan(info, coverage)
         if plan.skip is not None:
             self.stats.skipped += 1
             log.info("nothing generated: %s", plan.skip)
@@ -295,15 +316,16 @@ class Generator:
         if created:
             log.info("generated %s in namespace %s", ", ".join(created), plan.namespace)
 
-    def _read(self, namespace: str) -> tuple[NamespaceInfo | None, list[NetworkPolicy]]:
-        try:
-            response: Any = self._core.read_namespace(namespace, _preload_content=False,
-                                                      _request_timeout=REQUEST_TIMEOUT)
-        except Exception as error:
-            if getattr(error, "status", None) == 404:
-                return None, []
-            raise
-        info = parse_namespace(json.loads(response.data))
+    def _read(self, namespace: str, info: NamespaceInfo | None) -> tuple[NamespaceInfo | None, list[NetworkPolicy]]:
+        if info is None:
+            try:
+                response: Any = self._core.read_namespace(namespace, _preload_content=False,
+                                                          _request_timeout=REQUEST_TIMEOUT)
+            except Exception as error:
+                if getattr(error, "status", None) == 404:
+                    return None, []
+                raise
+            info = parse_namespace(json.loads(response.data))
         listing: Any = self._networking.list_namespaced_network_policy(
             namespace, _preload_content=False, _request_timeout=REQUEST_TIMEOUT)
         items = json.loads(listing.data).get("items") or []
@@ -331,8 +353,8 @@ def create_policy(networking: Any, namespace: str, policy: Mapping[str, Any]) ->
         status = getattr(error, "status", None)
         if status == 409:
             return False
-        if status == 403 and "being terminated" in str(getattr(error, "body", "") or ""):
-            raise _Terminating() from None
+        if status == 404 or (status == 403 and "being terminated" in str(getattr(error, "body", "") or "")):
+            raise _Terminating() from None  # the namespace is gone or going: nothing to write, nothing to retry
         raise
 
 
@@ -341,7 +363,7 @@ class GenerationError(Exception):
 
 
 def start_generation(config: Config, kubeconfig: str | None, counters: Counters | None = None,
-                     on_leader: Any = None) -> tuple[Any, Generator]:
+                     on_leader: Any = None, cache: ClusterView | None = None) -> tuple[Any, Generator]:
     """`serve --generate`: a LeaderElector on the configured Lease and a Generator under it, both started.
 
     `on_leader(bool)` is told when leadership changes (the service's leader gauge).
@@ -357,9 +379,11 @@ def start_generation(config: Config, kubeconfig: str | None, counters: Counters 
         raise GenerationError("generate: the generated policies break netpol-guard's own rules: "
                               + "; ".join(problems))
     try:
-        api_client = client.ApiClient(load_configuration(kubeconfig))
+        configuration = load_configuration(kubeconfig)
     except KubeConfigError as error:
         raise GenerationError(str(error)) from None
+    configuration.connection_pool_maxsize = WORKERS + 2  # one connection per worker, plus the Lease
+    api_client = client.ApiClient(configuration)
     settings = config.generate
     elector = LeaderElector(api_client, LeaseSettings(
         namespace=config.namespace, name=settings.lease_name, lease_duration=settings.lease_duration_seconds,
@@ -367,7 +391,7 @@ def start_generation(config: Config, kubeconfig: str | None, counters: Counters 
     ))
     if on_leader is not None:
         elector.subscribe(lambda: on_leader(True), lambda: on_leader(False))
-    generator = Generator(config, api_client, elector, counters)
+    generator = Generator(config, api_client, elector, counters, cache=cache)
     generator.start()
     elector.start()
     return elector, generator

@@ -22,6 +22,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ log = logging.getLogger("netpol_guard.leader")
 logging.getLogger("leaderelection").setLevel(logging.WARNING)
 
 REQUEST_TIMEOUT = (3.0, 5.0)
+WARN_EVERY_SECONDS = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +79,20 @@ def _lease_lock_class() -> type:
             base.__init__(name, namespace, identity)
             self.api_instance: Any = _Timed(client.CoordinationV1Api(api_client))
             self.stopping = stopping
+            self.warned_at = -WARN_EVERY_SECONDS
+
+        def get(self, name: str, namespace: str) -> tuple[bool, Any]:
+            base: Any = super()
+            found, value = base.get(name, namespace)
+            status = getattr(value, "status", None)
+            if not found and status not in (404, None):
+                # The framework logs this at INFO and retries forever; an operator must see it.
+                now = time.monotonic()
+                if now - self.warned_at > WARN_EVERY_SECONDS:
+                    self.warned_at = now
+                    hint = " (is manifests/components/generate applied?)" if status == 403 else ""
+                    log.warning("cannot read lease %s/%s: HTTP %s%s; not leading", namespace, name, status, hint)
+            return found, value
 
         def create(self, name: str, namespace: str, election_record: Any) -> bool:
             if self.stopping.is_set():

@@ -29,7 +29,10 @@ LEASE = ("-n", "netpol-guard", "get", "lease", "netpol-guard-leader", "-o", "jso
 CONFIG: dict[str, Any] = {
     **E2E_CONFIG,
     "exemptions": {"namespaces": ["gen-exempt", "gen-old"]},
-    "generate": {"enabled": True, "leaseDurationSeconds": 6, "renewDeadlineSeconds": 4, "retryPeriodSeconds": 1},
+    # settleSeconds well above kubectl's own start-up: a Deployment applied right after `kubectl create
+    # namespace` always arrives before the generated policy, so the webhook's wait is what is tested.
+    "generate": {"enabled": True, "leaseDurationSeconds": 6, "renewDeadlineSeconds": 4, "retryPeriodSeconds": 1,
+                 "settleSeconds": 0.7, "waitSeconds": 2.0},
 }
 
 
@@ -135,7 +138,10 @@ def test_create_namespace_then_deployment_at_once_is_admitted_after_the_policy(
         assert policy["metadata"]["labels"] == {"app.kubernetes.io/managed-by": "netpol-guard"}
     assert found[DENY]["spec"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
     assert "netpol-guard.io/generate=false" in found[DENY]["metadata"]["annotations"]["netpol-guard.io/opt-out"]
-    assert "waited" in generating.log_tail(200) and "gen-at-once" in generating.log_tail(200)
+    (decision,) = [json.loads(line) for line in generating.log_tail(400).splitlines()
+                   if '"kind":"Deployment"' in line and '"namespace":"gen-at-once"' in line]
+    assert decision["decision"] == "allowed" and decision["confirmed"] is True
+    assert 0 < decision["waited_s"] < 2.0  # it waited for the generated policy, then admitted
 
 
 def test_one_apply_of_namespace_and_deployment_succeeds(cluster: ControlPlane, generating: Webhook) -> None:
@@ -225,13 +231,13 @@ def test_backfill_dry_run_lists_and_changes_nothing_then_backfill_creates(
 
     dry = backfill("--dry-run")
     assert dry.returncode == 0, dry.stderr
-    assert dry.stdout.splitlines()[0] == f"would create  gen-old: {DNS}, {DENY}"
+    assert dry.stdout.splitlines()[0] == f"would create  gen-old: {DENY}, {DNS}"
     assert dry.stdout.splitlines()[-1].startswith("1 namespace would get the generated policies; ")
     assert dry.stdout.splitlines()[-1].endswith("; dry run, nothing changed")
     assert policies(cluster, "gen-old") == {}
     done = backfill()
     assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines()[0] == f"created       gen-old: {DNS}, {DENY}"
+    assert done.stdout.splitlines()[0] == f"created       gen-old: {DENY}, {DNS}"
     assert sorted(policies(cluster, "gen-old")) == GENERATED
     again = backfill()  # covered now: nothing to do, nothing updated
     assert again.returncode == 0 and again.stdout.startswith("0 namespaces got the generated policies")

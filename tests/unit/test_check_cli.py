@@ -181,11 +181,11 @@ def test_generate_judges_namespaces_in_the_inputs_as_if_generated(tmp_path: Path
     proc = run("--generate", "-o", "json", str(file))
     data = json.loads(proc.stdout)
     assert data["generated"] == [{"namespace": "shop",
-                                  "policies": ["netpol-guard-allow-dns", "netpol-guard-default-deny"]}]
+                                  "policies": ["netpol-guard-default-deny", "netpol-guard-allow-dns"]}]
     verdicts = {(r["kind"], r["namespace"]): (r["allowed"], r["generated"]) for r in data["results"]}
     assert verdicts == {
         ("Namespace", ""): (True, []),
-        ("Deployment", "shop"): (True, ["netpol-guard-allow-dns", "netpol-guard-default-deny"]),
+        ("Deployment", "shop"): (True, ["netpol-guard-default-deny", "netpol-guard-allow-dns"]),
         ("NetworkPolicy", "own"): (True, []),
         ("Deployment", "own"): (True, []),  # covered by its own deny-all: nothing generated
         ("Deployment", "elsewhere"): (False, []),  # no Namespace in the inputs: not covered by generation
@@ -198,9 +198,9 @@ def test_generate_skips_opted_out_and_exempt_namespaces_and_says_so_in_the_table
                  _ns("kube-public"), _ns("shop"), _deployment("shop"))
     proc = run("--generate", "--group", "system:masters", str(file))
     assert proc.returncode == 1, proc.stdout
-    assert "Generation (--generate) would create:\n  shop: netpol-guard-allow-dns, netpol-guard-default-deny\n" \
+    assert "Generation (--generate) would create:\n  shop: netpol-guard-default-deny, netpol-guard-allow-dns\n" \
         in proc.stdout
-    assert "judged as if netpol-guard had generated netpol-guard-allow-dns, netpol-guard-default-deny in " \
+    assert "judged as if netpol-guard had generated netpol-guard-default-deny, netpol-guard-allow-dns in " \
            "namespace shop (--generate)" in proc.stdout
     rows = [line.split() for line in proc.stdout.splitlines()[1:6]]
     assert rows == [["ok", "Namespace", "out", "-", "-"],  # an admin may opt out

@@ -38,7 +38,7 @@ def test_defaults() -> None:
 
 
 def test_the_exact_policies() -> None:
-    dns, deny = gen().policies("shop")
+    deny, dns = gen().policies("shop")
     labels = {"app.kubernetes.io/managed-by": "netpol-guard"}
     assert deny["metadata"]["name"] == "netpol-guard-default-deny"
     assert deny["metadata"]["namespace"] == "shop"
@@ -67,7 +67,7 @@ def test_dns_target_is_configurable() -> None:
     custom = {"generate": {"enabled": True, "dns": {
         "namespaceSelector": {"matchLabels": {"role": "dns"}},
         "podSelector": {"matchExpressions": [{"key": "app", "operator": "In", "values": ["coredns"]}]}}}}
-    dns = gen(custom).policies("a")[0]
+    dns = gen(custom).policies("a")[1]
     assert dns["spec"]["egress"][0]["to"] == [{
         "namespaceSelector": {"matchLabels": {"role": "dns"}},
         "podSelector": {"matchExpressions": [{"key": "app", "operator": "In", "values": ["coredns"]}]},
@@ -120,7 +120,7 @@ def test_plan_skips_a_namespace_already_covered() -> None:
     plan = gen().plan(info("shop"), covered)
     assert plan.policies == () and plan.skip == "namespace shop is already covered (own-deny)"
     half = namespace_coverage([parse_network_policy(netpol("in", "shop", policyTypes=["Ingress"]))])
-    assert gen().plan(info("shop"), half).names == ("netpol-guard-allow-dns", "netpol-guard-default-deny")
+    assert gen().plan(info("shop"), half).names == ("netpol-guard-default-deny", "netpol-guard-allow-dns")
 
 
 def test_waits_only_for_young_governed_uncovered_namespaces() -> None:

@@ -83,7 +83,8 @@ class Generation:
         return Plan(info.name, policies=self.policies(info.name))
 
     def policies(self, namespace: str) -> tuple[Mapping[str, Any], ...]:
-        """The generated objects, DNS allow first: when the deny-all lands, name resolution already works."""
+        """The generated objects, the default-deny first: it is what workloads wait for (the webhook admits them
+        once it exists), and their pods take longer to start than the DNS allow takes to follow."""
         settings = self.settings
         deny = _policy(namespace, settings.policy_name, self._annotations(), {
             "podSelector": {},
@@ -100,7 +101,7 @@ class Generation:
                 "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
             }],
         })
-        return (dns, deny)
+        return (deny, dns)
 
     def awaits_generation(self, info: NamespaceInfo | None, coverage: Isolation, now: float) -> bool:
         """Whether the webhook should wait (bounded) for the generated policy before denying.

@@ -136,7 +136,8 @@ def serve(config: Config) -> int:
                 raise GenerationError("generation needs a cluster to write to (not --state)")
             metrics = app.state.metrics
             generation = start_generation(config, settings.kubeconfig, metrics,
-                                          on_leader=lambda leading: metrics.leader.set(1 if leading else 0))
+                                          on_leader=lambda leading: metrics.leader.set(1 if leading else 0),
+                                          cache=source.state)
         except GenerationError as error:
             print(f"netpol-guard: {error}", file=sys.stderr)
             sock.close()
