@@ -47,11 +47,12 @@ service: $(STAMP)
 e2e: binaries
 	$(BIN)/python -m pytest tests/e2e
 
-# Benchmarks print numbers; they are not tests. Engine, service over TLS, kubectl apply latency.
+# Benchmarks print numbers; they are not tests. Engine, service over TLS, kubectl apply latency, generation.
 bench: binaries
 	$(BIN)/python -m tests.bench.bench_engine
 	$(BIN)/python -m tests.bench.bench_service
 	$(BIN)/python tests/bench/bench_apply.py
+	$(BIN)/python tests/bench/bench_generate.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
