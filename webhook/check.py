@@ -12,8 +12,8 @@ what, as for the generator itself), and the output says which objects were judge
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
 
 from webhook.core.config import Config
 from webhook.core.engine import Decision, Engine, Request, User
@@ -38,22 +38,31 @@ class CheckResult:
     manifest: Manifest
     namespace: str  # "" for cluster-scoped objects (Namespace)
     decision: Decision
+    # `audit` only: the object exists in the cluster but cannot be read (the API server would refuse it today).
+    error: str | None = None
     assumed: tuple[str, ...] | None = None  # check --generate: generated policies assumed in its namespace
+
+    @property
+    def allowed(self) -> bool:
+        return self.error is None and self.decision.allowed
 
     def as_json(self) -> dict[str, object]:
         decision = self.decision
-        extra: dict[str, object] = {} if self.assumed is None else {"generated": list(self.assumed)}
-        return {
+        data: dict[str, object] = {
             "kind": self.manifest.kind,
             "namespace": self.namespace,
             "name": self.manifest.name,
-            "allowed": decision.allowed,
+            "allowed": self.allowed,
             "violations": [
                 {"rule": v.rule, "action": v.action, "message": v.text} for v in decision.violations
             ],
             "isolation": decision.isolation.as_dict() if decision.isolation is not None else None,
-            **extra,
         }
+        if self.error is not None:
+            data["error"] = self.error
+        if self.assumed is not None:
+            data["generated"] = list(self.assumed)
+        return data
 
 
 @dataclass(frozen=True)
@@ -63,7 +72,7 @@ class CheckReport:
 
     @property
     def allowed(self) -> bool:
-        return all(result.decision.allowed for result in self.results)
+        return all(result.allowed for result in self.results)
 
 
 def run_check(
@@ -79,7 +88,11 @@ def run_check(
 
     `generate`: judge as if generation were on (whatever `generate.enabled` says).
     """
-    manifests = read_manifests(paths)
+    # Judged as creations: the API server clears deletionTimestamp on create, so a manifest carrying one
+    # must not be waved through as "being deleted".
+    manifests = [_as_created(m) for m in read_manifests(paths)]
+    if not manifests:
+        raise InputError(f"no Kubernetes objects found in {', '.join(paths) or 'the inputs'}")
     state = state_from_manifests(manifests, default_namespace)
     plans = None
     if generate:
@@ -119,6 +132,14 @@ def _add_generated(config: Config, manifests: list[Manifest], state: ClusterStat
     return plans
 
 
+def _as_created(manifest: Manifest) -> Manifest:
+    metadata = manifest.obj.get("metadata")
+    if not isinstance(metadata, Mapping) or "deletionTimestamp" not in metadata:
+        return manifest
+    cleared = {k: v for k, v in metadata.items() if k not in ("deletionTimestamp", "deletionGracePeriodSeconds")}
+    return replace(manifest, obj={**manifest.obj, "metadata": cleared})
+
+
 def judge_as_created(engine: Engine, view: ClusterView, manifest: Manifest, default_namespace: str,
                      user: User | None = None) -> CheckResult:
     """One object judged as a CREATE, with per-pod isolation (check and audit). Raises ObjectError."""
@@ -142,7 +163,10 @@ def _table(report: CheckReport) -> str:
     details: list[str] = []
     for result in report.results:
         decision = result.decision
-        if not decision.allowed:
+        if result.error is not None:
+            verdict = "ERROR"
+            details.append(f"ERROR {result.manifest.where}\n  {result.error}")
+        elif not decision.allowed:
             verdict = "DENY"
         elif decision.violations:
             verdict = "WARN"
@@ -165,10 +189,13 @@ def _table(report: CheckReport) -> str:
                            f"{', '.join(result.assumed)} in namespace {result.namespace} (--generate)")
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
-    denied = sum(1 for r in report.results if not r.decision.allowed)
+    denied = sum(1 for r in report.results if r.error is None and not r.decision.allowed)
     warned = sum(1 for r in report.results if r.decision.allowed and r.decision.violations)
+    unreadable = sum(1 for r in report.results if r.error is not None)
     count = len(report.results)
     summary = f"{count} object{'' if count == 1 else 's'}: {denied} denied, {warned} with warnings"
+    if unreadable:
+        summary += f", {unreadable} unreadable"
     text = "\n".join(lines) + "\n"
     if report.generated is not None:
         covered = [f"  {p.namespace}: {', '.join(p.names)}" for p in report.generated]

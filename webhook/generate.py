@@ -42,7 +42,7 @@ from typing import Any, Protocol
 
 from webhook.core.config import Config
 from webhook.core.coverage import namespace_coverage
-from webhook.core.errors import ObjectError
+from webhook.core.errors import BadInput, ObjectError
 from webhook.core.generate import Generation, Plan
 from webhook.core.netpol import NetworkPolicy, parse_network_policy
 from webhook.core.state import ClusterView, NamespaceInfo, parse_namespace
@@ -71,6 +71,10 @@ class Leadership(Protocol):
     def is_leader(self) -> bool: ...
 
     def subscribe(self, started: Any, stopped: Any) -> None: ...
+
+
+class _NotLeader(Exception):
+    """Leadership was lost before a write: drop the namespace; whoever leads next looks back over it."""
 
 
 class _Terminating(Exception):
@@ -154,6 +158,9 @@ class Generator:
             log.info("generator passive: not the leader")
         self._leading.clear()
         with self._cond:
+            for _, _, name, _ in self._queue:  # not done: eligible again should we lead again
+                self._handled.discard(name)
+                self._infos.pop(name, None)
             self._queue.clear()  # the next leader looks back over what we had not done
         _interrupt(self._response)
 
@@ -258,10 +265,13 @@ class Generator:
                 return
             namespace, attempt = item
             if not self.leading:
+                self._handled.discard(namespace)
                 continue
             try:
                 self.handle(namespace, self._infos.get(namespace))
                 self._infos.pop(namespace, None)
+            except _NotLeader:
+                self._handled.discard(namespace)
             except _Terminating:
                 self._infos.pop(namespace, None)
                 log.info("namespace %s is terminating or gone; nothing generated", namespace)
@@ -309,7 +319,7 @@ class Generator:
         created = []
         for policy in plan.policies:
             if not self.leading:
-                raise RuntimeError("lost leadership before writing")
+                raise _NotLeader()
             if self._create(plan.namespace, policy):
                 created.append(policy["metadata"]["name"])
         self.stats.done[plan.namespace] = time.time()
@@ -358,8 +368,9 @@ def create_policy(networking: Any, namespace: str, policy: Mapping[str, Any]) ->
         raise
 
 
-class GenerationError(Exception):
-    """Generation cannot start (no cluster, a config whose policies break our rules); the message says why."""
+class GenerationError(BadInput):
+    """Generation cannot start or read the cluster (no cluster, a config whose policies break our rules,
+    a listing refused); the message says why. Exit 2."""
 
 
 def start_generation(config: Config, kubeconfig: str | None, counters: Counters | None = None,
@@ -405,23 +416,43 @@ class BackfillResult:
     error: str | None = None
 
 
-def backfill(config: Config, api_client: Any, *, dry_run: bool) -> list[BackfillResult]:
-    """One pass over every existing namespace: plan, and (unless dry_run) create. Never updates or deletes."""
+def backfill(config: Config, kubeconfig: str | None, *, dry_run: bool) -> list[BackfillResult]:
+    """One pass over every existing namespace: plan, and (unless dry_run) create. Never updates or deletes.
+
+    Raises KubeConfigError or GenerationError (the cluster could not be read)."""
     from kubernetes import client
 
+    from webhook.kubeclient import load_configuration
+
+    api_client = client.ApiClient(load_configuration(kubeconfig))
     generation = Generation(config)
     core, networking = client.CoreV1Api(api_client), client.NetworkingV1Api(api_client)
-    listed: Any = core.list_namespace(_preload_content=False, _request_timeout=(5.0, 60.0))
-    namespaces = json.loads(listed.data)
-    listed = networking.list_network_policy_for_all_namespaces(_preload_content=False, _request_timeout=(5.0, 60.0))
+    try:
+        listed: Any = core.list_namespace(_preload_content=False, _request_timeout=(5.0, 60.0))
+        namespaces = json.loads(listed.data)
+        listed = networking.list_network_policy_for_all_namespaces(_preload_content=False,
+                                                                   _request_timeout=(5.0, 60.0))
+        policy_items = json.loads(listed.data).get("items") or []
+    except Exception as error:
+        raise GenerationError(f"cannot read the cluster: {_short(error)}") from None
     by_namespace: dict[str, list[NetworkPolicy]] = {}
-    for item in json.loads(listed.data).get("items") or []:
-        existing = parse_network_policy(item)
+    unreadable: set[str] = set()
+    for item in policy_items:
+        try:
+            existing = parse_network_policy(item)
+        except ObjectError:  # we cannot tell what it covers: leave its namespace alone
+            unreadable.add(str((item.get("metadata") or {}).get("namespace") or ""))
+            continue
         by_namespace.setdefault(existing.namespace, []).append(existing)
     results = []
     for item in sorted(namespaces.get("items") or [], key=lambda i: str((i.get("metadata") or {}).get("name"))):
-        info = parse_namespace(item)
+        try:
+            info = parse_namespace(item)
+        except ObjectError:
+            continue
         plan = generation.plan(info, namespace_coverage(by_namespace.get(info.name, [])))
+        if plan.policies and info.name in unreadable:
+            plan = Plan(info.name, skip=f"namespace {info.name} holds a NetworkPolicy netpol-guard cannot read")
         if plan.skip is not None or dry_run:
             results.append(BackfillResult(plan))
             continue
