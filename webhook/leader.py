@@ -98,7 +98,16 @@ def _lease_lock_class() -> type:
             if self.stopping.is_set():
                 return False
             base: Any = super()
-            return bool(base.create(name, namespace, election_record))
+            created = bool(base.create(name, namespace, election_record))
+            now = time.monotonic()
+            if not created and now - self.warned_at > WARN_EVERY_SECONDS:
+                # Another candidate creating it first is normal; anything else (no such namespace, RBAC) is not,
+                # and the framework only says so at INFO.
+                self.warned_at = now
+                log.warning("cannot create lease %s/%s (another replica may have won; otherwise check that "
+                            "namespace %s exists and manifests/components/generate is applied)", namespace, name,
+                            namespace)
+            return created
 
         def update(self, name: str, namespace: str, updated_record: Any) -> bool:
             if self.stopping.is_set():
