@@ -113,7 +113,9 @@ class Generator:
         self._stopping = threading.Event()
         self._leading = threading.Event()
         self._since = 0.0  # namespaces created before this are not new to this leader
-        self._handled: set[str] = set()  # namespaces queued once by this process: never again
+        # Namespaces queued once by this process (never again), with their creation time: entries older than
+        # `_since` are dropped at each listing, since `_seen` ignores such namespaces anyway.
+        self._handled: dict[str, float] = {}
         self._infos: dict[str, NamespaceInfo] = {}  # the namespace as last seen by the watch, while queued
         self._queue: list[tuple[float, int, str, int]] = []  # (due, seq, namespace, attempt)
         self._seq = 0
@@ -159,7 +161,7 @@ class Generator:
         self._leading.clear()
         with self._cond:
             for _, _, name, _ in self._queue:  # not done: eligible again should we lead again
-                self._handled.discard(name)
+                self._handled.pop(name, None)
                 self._infos.pop(name, None)
             self._queue.clear()  # the next leader looks back over what we had not done
         _interrupt(self._response)
@@ -187,6 +189,8 @@ class Generator:
     def _list(self) -> str:
         response: Any = self._watch_core.list_namespace(_preload_content=False, _request_timeout=REQUEST_TIMEOUT)
         body = json.loads(response.data)
+        for name in [name for name, created in list(self._handled.items()) if created < self._since]:
+            self._handled.pop(name, None)
         for item in body.get("items") or []:
             self._seen(item)
         return str((body.get("metadata") or {}).get("resourceVersion") or "")
@@ -228,11 +232,10 @@ class Generator:
             return
         if info.created is None or info.created < self._since or info.name in self._handled:
             return
-        if self.generation.not_governed(info) is not None:  # cheap early skip; re-checked live before writing
-            self._handled.add(info.name)
+        self._handled[info.name] = info.created
+        if self.generation.not_governed(info) is not None:  # cheap early skip; re-checked before writing
             self.stats.skipped += 1
             return
-        self._handled.add(info.name)
         self._infos[info.name] = info
         self._enqueue(info.name, 0, self.settings.settle_seconds)
 
@@ -265,13 +268,13 @@ class Generator:
                 return
             namespace, attempt = item
             if not self.leading:
-                self._handled.discard(namespace)
+                self._handled.pop(namespace, None)
                 continue
             try:
                 self.handle(namespace, self._infos.get(namespace))
                 self._infos.pop(namespace, None)
             except _NotLeader:
-                self._handled.discard(namespace)
+                self._handled.pop(namespace, None)
             except _Terminating:
                 self._infos.pop(namespace, None)
                 log.info("namespace %s is terminating or gone; nothing generated", namespace)
