@@ -53,6 +53,9 @@ REQUEST_TIMEOUT = (3.0, 10.0)
 WATCH_SECONDS = 60  # short server-side watches: a lost leadership is noticed at the next one at the latest
 BACKOFF_START, BACKOFF_MAX, MAX_ATTEMPTS = 0.5, 60.0, 10
 LOOKBACK_MARGIN = 5.0
+# While leading, "new" never reaches further back than this: after a watch outage longer than an hour,
+# namespaces created during it are left to --backfill, and the memory of handled names stays bounded.
+HORIZON_SECONDS = 3600.0
 # Each namespace costs one policy list and two creates (each judged by the webhook): concurrency, not CPU,
 # is what keeps a burst of new namespaces under a second each.
 WORKERS = 32
@@ -175,6 +178,8 @@ class Generator:
             try:
                 version = self._list()
                 while self.leading and not self._stopping.is_set():
+                    self._since = max(self._since, time.time() - HORIZON_SECONDS)
+                    self._forget_older()
                     version = self._watch(version)
                 backoff = BACKOFF_START
             except _Gone:
@@ -189,8 +194,7 @@ class Generator:
     def _list(self) -> str:
         response: Any = self._watch_core.list_namespace(_preload_content=False, _request_timeout=REQUEST_TIMEOUT)
         body = json.loads(response.data)
-        for name in [name for name, created in list(self._handled.items()) if created < self._since]:
-            self._handled.pop(name, None)
+        self._forget_older()
         for item in body.get("items") or []:
             self._seen(item)
         return str((body.get("metadata") or {}).get("resourceVersion") or "")
@@ -223,6 +227,10 @@ class Generator:
             self._response = None
             response.release_conn()
         return version
+
+    def _forget_older(self) -> None:
+        for name in [name for name, created in list(self._handled.items()) if created < self._since]:
+            self._handled.pop(name, None)
 
     def _seen(self, obj: Mapping[str, Any]) -> None:
         """A namespace from a listing or an ADDED event: queue it once if it is new to this leader."""
