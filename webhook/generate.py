@@ -45,7 +45,7 @@ from webhook.core.coverage import namespace_coverage
 from webhook.core.errors import BadInput, ObjectError
 from webhook.core.generate import Generation, Plan
 from webhook.core.netpol import NetworkPolicy, parse_network_policy
-from webhook.core.state import ClusterView, NamespaceInfo, parse_namespace
+from webhook.core.state import ClusterState, ClusterView, NamespaceInfo, parse_namespace
 
 log = logging.getLogger("netpol_guard.generate")
 
@@ -446,23 +446,28 @@ def backfill(config: Config, kubeconfig: str | None, *, dry_run: bool) -> list[B
         policy_items = json.loads(listed.data).get("items") or []
     except Exception as error:
         raise GenerationError(f"cannot read the cluster: {_short(error)}") from None
-    by_namespace: dict[str, list[NetworkPolicy]] = {}
-    unreadable: set[str] = set()
+    parsed: list[NetworkPolicy] = []
+    unreadable: list[tuple[str, str, str]] = []
     for item in policy_items:
         try:
-            existing = parse_network_policy(item)
-        except ObjectError:  # we cannot tell what it covers: leave its namespace alone
-            unreadable.add(str((item.get("metadata") or {}).get("namespace") or ""))
-            continue
-        by_namespace.setdefault(existing.namespace, []).append(existing)
-    results = []
-    for item in sorted(namespaces.get("items") or [], key=lambda i: str((i.get("metadata") or {}).get("name"))):
+            parsed.append(parse_network_policy(item))
+        except ObjectError as error:  # we cannot tell what it covers: leave its namespace alone
+            metadata = item.get("metadata") or {}
+            unreadable.append((str(metadata.get("namespace") or ""), str(metadata.get("name") or ""), str(error)))
+    infos = []
+    for item in namespaces.get("items") or []:
         try:
-            info = parse_namespace(item)
+            infos.append(parse_namespace(item))
         except ObjectError:
             continue
-        plan = generation.plan(info, namespace_coverage(by_namespace.get(info.name, [])))
-        if plan.policies and info.name in unreadable:
+    # Coverage as the webhook sees it: NetworkPolicies and every enabled coverage source the cluster serves.
+    state = ClusterState()
+    state.replace_all(infos, parsed, unreadable)
+    state.replace_source_policies(_source_policies(config, kubeconfig))
+    results = []
+    for info in sorted(infos, key=lambda i: i.name):
+        plan = generation.plan(info, state.coverage(info.name))
+        if plan.policies and state.unreadable(info.name):
             plan = Plan(info.name, skip=f"namespace {info.name} holds a NetworkPolicy netpol-guard cannot read")
         if plan.skip is not None or dry_run:
             results.append(BackfillResult(plan))
@@ -481,6 +486,22 @@ def backfill(config: Config, kubeconfig: str | None, *, dry_run: bool) -> list[B
             continue
         results.append(BackfillResult(plan, tuple(created), tuple(existed)))
     return results
+
+
+def _source_policies(config: Config, kubeconfig: str | None) -> list[Any]:
+    """The cluster-wide and CNI policies of the enabled coverage sources, parsed (as `audit` lists them)."""
+    from webhook.audit import _list_sources  # the one lister of coverage sources; AuditError names the failure
+
+    found: dict[tuple[str, ...], Any] = {}
+    for kind, items in _list_sources(kubeconfig, config.coverage_sources):
+        for item in items:
+            try:
+                policy = kind.parse({**item, "kind": kind.kind, "apiVersion": f"{kind.group}/{kind.version}"},
+                                    "default")
+            except ObjectError:
+                continue  # unreadable: counts for nothing, as in the webhook
+            found.setdefault(policy.key, policy)
+    return list(found.values())
 
 
 class _Gone(Exception):
