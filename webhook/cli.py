@@ -134,6 +134,26 @@ def audit(config_path: str | None, kubeconfig: str | None, output: str, mode: st
 
 
 @main.command()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Config YAML file.")
+@click.option("--mode", type=click.Choice(["enforce", "audit"]), help="Override the config's global mode.")
+def vap(config_path: str | None, mode: str | None) -> None:
+    """Write ValidatingAdmissionPolicies + bindings for the stateless rules (YAML on stdout).
+
+    They run inside the API server (Kubernetes 1.30+), so allow-all-ingress, allow-all-egress,
+    any-namespace, broad-cidr, metadata-endpoint, port-range and host-network hold even while
+    the webhook is down. Where CEL cannot match the engine exactly, the policies are stricter.
+    """
+    import yaml
+
+    from webhook.vap import generate
+
+    config = _load_config_or_exit(config_path)
+    if mode is not None:
+        config = config.model_copy(update={"mode": mode})
+    click.echo(yaml.safe_dump_all(generate(config), sort_keys=False, width=120), nl=False)
+
+
+@main.command()
 def rules() -> None:
     """List the rule catalogue with default actions."""
     from webhook.core.rules import CATALOGUE

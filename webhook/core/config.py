@@ -7,6 +7,7 @@ process with the field named instead of being silently ignored.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from functools import cached_property
 from typing import Any, Literal
@@ -140,6 +141,32 @@ class BroadCidrSettings(RuleSettings):
     min_prefix_v6: int = Field(default=32, ge=0, le=128, alias="minPrefixV6")
 
 
+# Cloud metadata services (AWS, ECS task metadata, EKS Pod Identity, Alibaba and their IPv6 twins).
+DEFAULT_METADATA_ADDRESSES = (
+    "169.254.169.254", "169.254.170.2", "169.254.170.23", "fd00:ec2::254", "fd00:ec2::23", "100.100.100.200",
+)
+
+
+def _metadata_ports() -> list[OpenPort]:
+    return [OpenPort(port=80, protocol="TCP")]
+
+
+class MetadataEndpointSettings(RuleSettings):
+    addresses: list[str] = Field(default_factory=lambda: list(DEFAULT_METADATA_ADDRESSES))
+    # A `to`-less egress rule whose ports include one of these reaches the metadata service.
+    ports: list[OpenPort] = Field(default_factory=_metadata_ports)
+
+    @field_validator("addresses")
+    @classmethod
+    def _addresses(cls, values: list[str]) -> list[str]:
+        for value in values:
+            try:
+                ipaddress.ip_address(value)
+            except ValueError:
+                raise ValueError(f"{value!r} is not an IP address") from None
+        return values
+
+
 class PortRangeSettings(RuleSettings):
     max_ports: int = Field(default=1024, ge=1, le=65536, alias="maxPorts")
 
@@ -165,7 +192,9 @@ class Rules(_Strict):
     )
     any_namespace: RuleSettings = Field(default_factory=RuleSettings, alias="any-namespace")
     broad_cidr: BroadCidrSettings = Field(default_factory=BroadCidrSettings, alias="broad-cidr")
-    metadata_endpoint: RuleSettings = Field(default_factory=RuleSettings, alias="metadata-endpoint")
+    metadata_endpoint: MetadataEndpointSettings = Field(
+        default_factory=MetadataEndpointSettings, alias="metadata-endpoint"
+    )
     port_range: PortRangeSettings = Field(default_factory=PortRangeSettings, alias="port-range")
     explicit_policy_types: ExplicitPolicyTypesSettings = Field(
         default_factory=ExplicitPolicyTypesSettings, alias="explicit-policy-types"
