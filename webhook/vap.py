@@ -13,13 +13,11 @@ messages in the engine's wording with the rule id first.
 Where CEL cannot compute what the engine computes, the policy is STRICTER, never
 looser. Each such case is listed in STRICTER (and in the README):
 - port-range adds the sizes of a rule's port entries per protocol instead of
-  the size of their union, so overlapping entries are counted twice, a named
-  port counts as one more port, and an entry without a port counts as 65535;
+  the size of their union, so overlapping entries (and a repeated port name)
+  are counted twice;
 - broad-cidr adds the sizes of a rule's ipBlocks (each minus its largest
   `except` only) instead of the size of their union minus every except, and
   counts IPv6 in units of 1/2^40 of the allowed block, rounded up;
-- metadata-endpoint treats a named port in a `to`-less egress rule as possibly
-  a metadata port (the container port it names is not known at admission);
 - any CIDR that the API server's CEL `cidr()` cannot read is refused by
   broad-cidr (the engine reads it; the API server's own validation normally
   refuses such a CIDR first).
@@ -53,11 +51,10 @@ NETWORK_POLICY_RULES = (
 STATELESS_RULES = (*NETWORK_POLICY_RULES, "host-network")
 
 STRICTER: dict[str, str] = {
-    "port-range": "sums the sizes of a rule's port entries per protocol (overlaps count twice, a named port counts "
-                  "one, an entry without a port counts 65535) instead of the size of their union",
+    "port-range": "sums the sizes of a rule's port entries per protocol (overlapping entries and repeated names count "
+                  "twice) instead of the size of their union",
     "broad-cidr": "sums a rule's ipBlock sizes per family, each minus only its largest except, instead of the size "
                   "of their union minus every except; a CIDR CEL cannot parse is refused",
-    "metadata-endpoint": "treats a named port in a to-less egress rule as possibly a metadata port",
 }
 
 # Every controller whose pod template netpol-guard judges, with the path to the template's spec.
@@ -72,7 +69,6 @@ WORKLOAD_RESOURCES: tuple[tuple[str, str, str], ...] = (
     ("batch", "cronjobs", "object.spec.jobTemplate.spec.template.spec"),
 )
 PROTOCOLS = ("TCP", "UDP", "SCTP")
-ALL_PORTS = 65535  # what an entry without a port number opens, for port-range
 # 2**0 .. 2**41: broad-cidr compares block sizes in units (see _block_units); no CEL pow() needed.
 _UNIT_BITS = 40
 POWERS = "[" + ", ".join(str(2**k) for k in range(_UNIT_BITS + 2)) + "]"
@@ -207,7 +203,10 @@ def _block_units(bits: int, min_prefix: int) -> tuple[str, int]:
                f"{POWERS}[{largest_except}] : 0)")
     units = (f"({exponent} > {_UNIT_BITS + 1} ? {POWERS}[{_UNIT_BITS + 1}] : "
              f"({exponent} < 0 ? 1 : {POWERS}[{exponent}] - {removed}))")
-    return units, 2 ** (t - s)
+    limit = 2 ** (t - s)
+    # Every address of the family is always too broad, whatever the prefix: with min_prefix 0 the limit is
+    # one unit less than everything (a sum can only reach everything when the union might).
+    return units, limit - 1 if t == bits else limit
 
 
 def _broad_cidr(min_v4: int, min_v6: int) -> list[Check]:
@@ -220,20 +219,13 @@ def _broad_cidr(min_v4: int, min_v6: int) -> list[Check]:
             f"an {direction} rule has an ipBlock that the API server's CEL cannot read as a CIDR; "
             "fix: write plain CIDRs such as 10.0.0.0/16 or fd00::/64",
         ))
-        every = f"{blocks}.exists(p, cidr(p.ipBlock.cidr).prefixLength() == 0)"
-        checks.append(Check(
-            f"variables.{direction}.all(r, !{every})",
-            f"an {direction} rule has an ipBlock of every address (0.0.0.0/0 or ::/0, the whole internet); "
-            f"fix: use the narrowest CIDRs that hold the real peers (/{min_v4} or narrower for IPv4, "
-            f"/{min_v6} for IPv6)",
-        ))
         for family, bits, minimum in ((4, 32, min_v4), (6, 128, min_v6)):
             units, limit = _block_units(bits, minimum)
             of_family = f"{blocks}.filter(p, cidr(p.ipBlock.cidr).ip().family() == {family})"
             checks.append(Check(
                 f"variables.{direction}.all(r, {of_family}.map(p, {units}).sum() <= {limit})",
                 f"an {direction} rule's IPv{family} ipBlocks (minus excepts), taken together, hold more addresses "
-                f"than one /{minimum}; fix: use the narrowest CIDRs that hold the real peers "
+                f"than one /{minimum} (or every address); fix: use the narrowest CIDRs that hold the real peers "
                 f"(/{minimum} or narrower in all)",
             ))
     return checks
@@ -251,12 +243,10 @@ def _metadata_endpoint(addresses: Sequence[str], ports: Sequence[OpenPort]) -> l
     )]
     if ports:
         hits = []
-        for port in ports:
-            if isinstance(port.port, str):
-                hit = f"(!has(p.port) || {_NAMED})"
-            else:
-                high = port.end_port if port.end_port is not None else port.port
-                hit = f"(!has(p.port) || {_NAMED} || ({_LOW} <= {high} && {port.port} <= {_HIGH}))"
+        for port in ports:  # numeric (the config says so); a named port resolves inside the cluster only
+            low = int(port.port)
+            high = port.end_port if port.end_port is not None else low
+            hit = f"(!has(p.port) || ({_NUMERIC} && {_LOW} <= {high} && {low} <= {_HIGH}))"
             hits.append(f"({_PROTOCOL} == '{port.protocol}' && {hit})")
         wanted = ", ".join(_describe_open(p) for p in ports)
         checks.append(Check(
@@ -269,7 +259,8 @@ def _metadata_endpoint(addresses: Sequence[str], ports: Sequence[OpenPort]) -> l
 
 
 def _port_range(max_ports: int) -> list[Check]:
-    size = f"(!has(p.port) ? {ALL_PORTS} : ({_NUMERIC} && has(p.endPort) ? p.endPort - {_LOW} + 1 : 1))"
+    # An entry without a port (every port of a protocol) is what a rule without `ports` means: not a range.
+    size = f"(!has(p.port) ? 0 : ({_NUMERIC} && has(p.endPort) ? p.endPort - {_LOW} + 1 : 1))"
     checks = []
     for direction in ("ingress", "egress"):
         per_protocol = (f"{list(PROTOCOLS)!r}.all(proto, r.ports.filter(p, {_PROTOCOL} == proto)"

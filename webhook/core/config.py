@@ -141,9 +141,13 @@ class BroadCidrSettings(RuleSettings):
     min_prefix_v6: int = Field(default=32, ge=0, le=128, alias="minPrefixV6")
 
 
-# Cloud metadata services (AWS, ECS task metadata, EKS Pod Identity, Alibaba and their IPv6 twins).
 DEFAULT_METADATA_ADDRESSES = (
-    "169.254.169.254", "169.254.170.2", "169.254.170.23", "fd00:ec2::254", "fd00:ec2::23", "100.100.100.200",
+    "169.254.169.254",  # AWS, GCP, Azure, OpenStack, DigitalOcean, Oracle: instance metadata
+    "169.254.170.2",  # AWS ECS task metadata and credentials
+    "169.254.170.23",  # EKS Pod Identity agent
+    "fd00:ec2::254",  # AWS instance metadata over IPv6
+    "fd00:ec2::23",  # EKS Pod Identity agent over IPv6
+    "100.100.100.200",  # Alibaba Cloud
 )
 
 
@@ -153,7 +157,7 @@ def _metadata_ports() -> list[OpenPort]:
 
 class MetadataEndpointSettings(RuleSettings):
     addresses: list[str] = Field(default_factory=lambda: list(DEFAULT_METADATA_ADDRESSES))
-    # A `to`-less egress rule whose ports include one of these reaches the metadata service.
+    # Ports that reach the metadata service: an egress rule with no `to` that opens one of them is flagged.
     ports: list[OpenPort] = Field(default_factory=_metadata_ports)
 
     @field_validator("addresses")
@@ -165,6 +169,22 @@ class MetadataEndpointSettings(RuleSettings):
             except ValueError:
                 raise ValueError(f"{value!r} is not an IP address") from None
         return values
+
+    @field_validator("ports")
+    @classmethod
+    def _numeric_ports(cls, values: list[OpenPort]) -> list[OpenPort]:
+        for value in values:
+            if not isinstance(value.port, int):
+                raise ValueError(f"metadata ports must be numbers, not {value.port!r}")
+        return values
+
+    @cached_property
+    def ip_addresses(self) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...]:
+        return tuple(ipaddress.ip_address(value) for value in self.addresses)
+
+    @cached_property
+    def port_intervals(self) -> tuple[tuple[str, tuple[int, int]], ...]:
+        return tuple((p.protocol, (int(p.port), p.end_port or int(p.port))) for p in self.ports)
 
 
 class PortRangeSettings(RuleSettings):
