@@ -69,9 +69,10 @@ WORKLOAD_RESOURCES: tuple[tuple[str, str, str], ...] = (
     ("batch", "cronjobs", "object.spec.jobTemplate.spec.template.spec"),
 )
 PROTOCOLS = ("TCP", "UDP", "SCTP")
-# 2**0 .. 2**41: broad-cidr compares block sizes in units (see _block_units); no CEL pow() needed.
+# 2**0 .. 2**41 as a policy variable: broad-cidr compares block sizes in units (see _block_units); CEL has no pow().
 _UNIT_BITS = 40
 POWERS = "[" + ", ".join(str(2**k) for k in range(_UNIT_BITS + 2)) + "]"
+POW = "variables.pow"
 
 
 def cel_string(value: str) -> str:
@@ -200,9 +201,9 @@ def _block_units(bits: int, min_prefix: int) -> tuple[str, int]:
     exponent = f"({bits} - cidr(p.ipBlock.cidr).prefixLength() - {s})"
     largest_except = f"({bits} - p.ipBlock.except.map(x, cidr(x).prefixLength()).min() - {s})"
     removed = (f"(has(p.ipBlock.except) && size(p.ipBlock.except) > 0 && {largest_except} >= 0 ? "
-               f"{POWERS}[{largest_except}] : 0)")
-    units = (f"({exponent} > {_UNIT_BITS + 1} ? {POWERS}[{_UNIT_BITS + 1}] : "
-             f"({exponent} < 0 ? 1 : {POWERS}[{exponent}] - {removed}))")
+               f"{POW}[{largest_except}] : 0)")
+    units = (f"({exponent} > {_UNIT_BITS + 1} ? {POW}[{_UNIT_BITS + 1}] : "
+             f"({exponent} < 0 ? 1 : {POW}[{exponent}] - {removed}))")
     limit = 2 ** (t - s)
     # Every address of the family is always too broad, whatever the prefix: with min_prefix 0 the limit is
     # one unit less than everything (a sum can only reach everything when the union might).
@@ -400,6 +401,8 @@ def _policy(name: str, rule_id: str, config: Config, mode: Mode | None, deny: bo
     }
     if rule_id in NETWORK_POLICY_RULES:
         spec["variables"] = [{"name": n, "expression": e} for n, e in NETWORK_POLICY_VARIABLES]
+    if rule_id == "broad-cidr":
+        spec["variables"].append({"name": "pow", "expression": POWERS})
     spec["validations"] = validations
     return {
         "apiVersion": API_VERSION,
