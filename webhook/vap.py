@@ -57,16 +57,10 @@ STRICTER: dict[str, str] = {
                   "of their union minus every except; a CIDR CEL cannot parse is refused",
 }
 
-# Every controller whose pod template netpol-guard judges, with the path to the template's spec.
-WORKLOAD_RESOURCES: tuple[tuple[str, str, str], ...] = (
-    # (API group, resource, CEL path of the pod spec)
-    ("apps", "deployments", "object.spec.template.spec"),
-    ("apps", "statefulsets", "object.spec.template.spec"),
-    ("apps", "daemonsets", "object.spec.template.spec"),
-    ("apps", "replicasets", "object.spec.template.spec"),
-    ("", "replicationcontrollers", "object.spec.template.spec"),
-    ("batch", "jobs", "object.spec.template.spec"),
-    ("batch", "cronjobs", "object.spec.jobTemplate.spec.template.spec"),
+# Every controller whose pod template netpol-guard judges: (API group, resource).
+WORKLOAD_RESOURCES: tuple[tuple[str, str], ...] = (
+    ("apps", "deployments"), ("apps", "statefulsets"), ("apps", "daemonsets"), ("apps", "replicasets"),
+    ("", "replicationcontrollers"), ("batch", "jobs"), ("batch", "cronjobs"),
 )
 PROTOCOLS = ("TCP", "UDP", "SCTP")
 # 2**0 .. 2**41 as a policy variable: broad-cidr compares block sizes in units (see _block_units); CEL has no pow().
@@ -90,6 +84,7 @@ class Check:
 
     expression: str
     message: str  # static text after "<rule>: <Kind> <ns>/<name>: "
+    message_cel: str | None = None  # the same as a CEL string expression, where it names the field
 
 
 # ----- CEL building blocks over NetworkPolicy objects (after API server defaulting) -----
@@ -198,12 +193,12 @@ def _block_units(bits: int, min_prefix: int) -> tuple[str, int]:
     """
     t = bits - min_prefix
     s = max(0, t - _UNIT_BITS)
-    exponent = f"({bits} - cidr(p.ipBlock.cidr).prefixLength() - {s})"
-    largest_except = f"({bits} - p.ipBlock.except.map(x, cidr(x).prefixLength()).min() - {s})"
-    removed = (f"(has(p.ipBlock.except) && size(p.ipBlock.except) > 0 && {largest_except} >= 0 ? "
-               f"{POW}[{largest_except}] : 0)")
-    units = (f"({exponent} > {_UNIT_BITS + 1} ? {POW}[{_UNIT_BITS + 1}] : "
-             f"({exponent} < 0 ? 1 : {POW}[{exponent}] - {removed}))")
+    # CEL has no let (cel.bind is not offered to VAPs): a one-element list's map() binds each value once.
+    largest_except = f"[{bits} - p.ipBlock.except.map(x, cidr(x).prefixLength()).min() - {s}]"
+    removed = (f"(has(p.ipBlock.except) && size(p.ipBlock.except) > 0 ? "
+               f"{largest_except}.map(x, x >= 0 ? {POW}[x] : 0)[0] : 0)")
+    units = (f"[{bits} - cidr(p.ipBlock.cidr).prefixLength() - {s}].map(e, e > {_UNIT_BITS + 1} ? "
+             f"{POW}[{_UNIT_BITS + 1}] : (e < 0 ? 1 : {POW}[e] - {removed}))[0]")
     limit = 2 ** (t - s)
     # Every address of the family is always too broad, whatever the prefix: with min_prefix 0 the limit is
     # one unit less than everything (a sum can only reach everything when the union might).
@@ -222,7 +217,8 @@ def _broad_cidr(min_v4: int, min_v6: int) -> list[Check]:
         ))
         for family, bits, minimum in ((4, 32, min_v4), (6, 128, min_v6)):
             units, limit = _block_units(bits, minimum)
-            of_family = f"{blocks}.filter(p, cidr(p.ipBlock.cidr).ip().family() == {family})"
+            # An IPv6 CIDR always has a ':', an IPv4 one never: no parse needed to tell the families apart.
+            of_family = f"{blocks}.filter(p, {'' if family == 6 else '!'}p.ipBlock.cidr.contains(':'))"
             checks.append(Check(
                 f"variables.{direction}.all(r, {of_family}.map(p, {units}).sum() <= {limit})",
                 f"an {direction} rule's IPv{family} ipBlocks (minus excepts), taken together, hold more addresses "
@@ -233,9 +229,9 @@ def _broad_cidr(min_v4: int, min_v6: int) -> list[Check]:
 
 
 def _metadata_endpoint(addresses: Sequence[str], ports: Sequence[OpenPort]) -> list[Check]:
-    listed = cel_strings(str(ipaddress.ip_address(a)) for a in addresses)
-    reaches = (f"{listed}.exists(a, cidr(p.ipBlock.cidr).containsIP(a) && "
-               "!(has(p.ipBlock.except) && p.ipBlock.except.exists(x, cidr(x).containsIP(a))))")
+    # Each block's CIDR parsed once (a one-element list binds it), the addresses once per request (a variable).
+    reaches = ("[cidr(p.ipBlock.cidr)].all(c, variables.metadata.exists(a, c.containsIP(a) && "
+               "!(has(p.ipBlock.except) && p.ipBlock.except.exists(x, cidr(x).containsIP(a)))))")
     checks = [Check(
         f"variables.egress.all(r, !has(r.to) || r.to.all(p, !has(p.ipBlock) || !isCIDR(p.ipBlock.cidr) || "
         f"!{reaches}))",
@@ -274,23 +270,24 @@ def _port_range(max_ports: int) -> list[Check]:
     return checks
 
 
+# The pod spec of a Pod or of a controller's template. `dyn`: the API server type-checks each expression
+# against every kind the policy matches, and a Pod has no spec.template.
+HOST_NETWORK_VARIABLES: tuple[tuple[str, str], ...] = (
+    ("field", "request.resource.resource == 'pods' ? 'spec' : (request.resource.resource == 'cronjobs' ? "
+              "'spec.jobTemplate.spec.template.spec' : 'spec.template.spec')"),
+    ("podSpec", "request.resource.resource == 'pods' ? dyn(object).spec : (request.resource.resource == "
+                "'cronjobs' ? dyn(object).spec.jobTemplate.spec.template.spec : dyn(object).spec.template.spec)"),
+)
+
+
 def _host_network() -> list[Check]:
-    checks = [Check(
-        "request.resource.resource != 'pods' || !(has(object.spec.hostNetwork) && object.spec.hostNetwork)",
-        "spec.hostNetwork is true; no NetworkPolicy can isolate it; "
-        "fix: remove hostNetwork: true (use a Service or hostPort for node-level access)",
+    text = ".hostNetwork is true; no NetworkPolicy can isolate it; fix: remove hostNetwork: true (use a Service " \
+           "or hostPort for node-level access)"
+    return [Check(
+        "!(has(variables.podSpec.hostNetwork) && variables.podSpec.hostNetwork == true)",
+        "spec.hostNetwork (of the Pod or the pod template)" + text,
+        f"variables.field + {cel_string(text)}",
     )]
-    for group, resource, path in WORKLOAD_RESOURCES:
-        parts = path.split(".")
-        present = " && ".join(f"has({'.'.join(parts[:i + 1])})" for i in range(1, len(parts)))
-        field = ".".join(parts[1:])
-        checks.append(Check(
-            f"request.resource.resource != '{resource}' || request.resource.group != '{group}' || "
-            f"!({present} && has({path}.hostNetwork) && {path}.hostNetwork)",
-            f"{field}.hostNetwork is true; no NetworkPolicy can isolate it; "
-            "fix: remove hostNetwork: true (use a Service or hostPort for node-level access)",
-        ))
-    return checks
 
 
 def rule_checks(rule_id: str, config: Config) -> list[Check]:
@@ -352,13 +349,31 @@ def _match_conditions(config: Config, mode: Mode | None) -> list[dict[str, str]]
             expression += (" && !(has(request.userInfo.groups) && request.userInfo.groups.exists(g, g in "
                            f"{cel_strings(sorted(principals.groups))}))")
         conditions.append({"name": "not-an-exempt-principal", "expression": expression})
+    return conditions
+
+
+def _applies(config: Config, mode: Mode | None) -> str | None:
+    """CEL: the namespace is not exempt by label and (with modeOverrides) is in `mode`; None when always true.
+
+    These read the namespace's labels, and the API server gives `namespaceObject` to validations and
+    variables but not to matchConditions, so they guard each validation instead.
+    """
+    terms = []
     selector = config.exemptions.namespace_selector
     if selector is not None:
-        conditions.append({"name": "namespace-not-exempt-by-label",
-                           "expression": f"!({selector_cel(selector.compiled())})"})
+        terms.append(f"!({selector_cel(selector.compiled())})")
     if mode is not None:
-        conditions.append({"name": f"namespace-in-{mode}-mode", "expression": f"{_mode_cel(config)} == '{mode}'"})
-    return conditions
+        terms.append(f"{_mode_cel(config)} == '{mode}'")
+    return " && ".join(terms) if terms else None
+
+
+# The engine has no opinion on a controller UPDATE that leaves the pod template as it was (scaling, an
+# annotation, the garbage collector removing an ownerReference): neither has the VAP.
+TEMPLATE_CHANGED = (
+    "request.operation != 'UPDATE' || (request.resource.resource == 'cronjobs' ? "
+    "dyn(object).spec.jobTemplate.spec.template != dyn(oldObject).spec.jobTemplate.spec.template : "
+    "dyn(object).spec.template != dyn(oldObject).spec.template)"
+)
 
 
 def _resource_rules(rule_id: str) -> list[dict[str, Any]]:
@@ -368,8 +383,8 @@ def _resource_rules(rule_id: str) -> list[dict[str, Any]]:
     # hostNetwork is immutable on a Pod, so only its CREATE is judged; controllers' templates on both.
     rules: list[dict[str, Any]] = [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"],
                                     "resources": ["pods"]}]
-    for group in dict.fromkeys(g for g, _, _ in WORKLOAD_RESOURCES):
-        resources = [r for g, r, _ in WORKLOAD_RESOURCES if g == group]
+    for group in dict.fromkeys(g for g, _ in WORKLOAD_RESOURCES):
+        resources = [r for g, r in WORKLOAD_RESOURCES if g == group]
         rules.append({"apiGroups": [group], "apiVersions": ["*"], "operations": ["CREATE", "UPDATE"],
                       "resources": resources})
     return rules
@@ -381,10 +396,13 @@ def _ref() -> str:
 
 def _policy(name: str, rule_id: str, config: Config, mode: Mode | None, deny: bool) -> dict[str, Any]:
     exempt = sorted(config.exempt_namespace_names() | set(config.rules.get(rule_id).exempt_namespaces))
+    applies = _applies(config, mode)
     validations = [
         {
-            "expression": check.expression,
-            "messageExpression": f"{cel_string(rule_id + ': ')} + {_ref()} + {cel_string(': ' + check.message)}",
+            "expression": check.expression if applies is None else f"!variables.applies || ({check.expression})",
+            "messageExpression": f"{cel_string(rule_id + ': ')} + {_ref()} + "
+                                 + (f"': ' + {check.message_cel}" if check.message_cel
+                                    else cel_string(": " + check.message)),
             "message": f"{rule_id}: {check.message}",
             "reason": "Forbidden",
         }
@@ -399,10 +417,20 @@ def _policy(name: str, rule_id: str, config: Config, mode: Mode | None, deny: bo
         },
         "matchConditions": _match_conditions(config, mode),
     }
+    if rule_id == "host-network":
+        spec["matchConditions"].append({"name": "pod-template-changed", "expression": TEMPLATE_CHANGED})
     if rule_id in NETWORK_POLICY_RULES:
         spec["variables"] = [{"name": n, "expression": e} for n, e in NETWORK_POLICY_VARIABLES]
+    if rule_id == "metadata-endpoint":
+        addresses = ", ".join(f"ip({cel_string(str(ipaddress.ip_address(a)))})"
+                              for a in config.rules.metadata_endpoint.addresses)
+        spec["variables"].append({"name": "metadata", "expression": f"[{addresses}]"})
+    if rule_id == "host-network":
+        spec["variables"] = [{"name": n, "expression": e} for n, e in HOST_NETWORK_VARIABLES]
     if rule_id == "broad-cidr":
         spec["variables"].append({"name": "pow", "expression": POWERS})
+    if applies is not None:
+        spec["variables"] = [{"name": "applies", "expression": applies}, *spec["variables"]]
     spec["validations"] = validations
     return {
         "apiVersion": API_VERSION,

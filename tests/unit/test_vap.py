@@ -32,6 +32,10 @@ def bindings(data: Any = None) -> dict[str, Obj]:
             if d["kind"] == "ValidatingAdmissionPolicyBinding"}
 
 
+def variables(policy: Obj) -> dict[str, str]:
+    return {v["name"]: v["expression"] for v in policy["spec"].get("variables", [])}
+
+
 def conditions(policy: Obj) -> dict[str, str]:
     return {c["name"]: c["expression"] for c in policy["spec"]["matchConditions"]}
 
@@ -96,11 +100,15 @@ def test_exempt_principals_and_label_selector_become_match_conditions() -> None:
         '!(has(request.userInfo.groups) && request.userInfo.groups.exists(g, g in ["gitops"]))'
     )
     labels = "(has(namespaceObject.metadata.labels) ? namespaceObject.metadata.labels : {})"
-    assert found["namespace-not-exempt-by-label"] == (
+    # namespaceObject is not given to matchConditions: the label exemption guards each validation instead.
+    policy = policies(data)["netpol-guard-allow-all-ingress"]
+    assert variables(policy)["applies"] == (
         f'!(("team" in {labels} && {labels}["team"] == "infra") && '
         f'(!("tier" in {labels}) || !({labels}["tier"] in ["prod"])))'
     )
+    assert all(v["expression"].startswith("!variables.applies || (") for v in policy["spec"]["validations"])
     assert set(conditions(policies()["netpol-guard-allow-all-ingress"])) == {"not-being-deleted"}
+    assert "applies" not in variables(policies()["netpol-guard-allow-all-ingress"])
 
 
 def test_selector_cel_spells_each_operator() -> None:
@@ -126,11 +134,11 @@ def test_mode_overrides_split_enforce_rules_per_mode_first_match_wins() -> None:
     labels = "(has(namespaceObject.metadata.labels) ? namespaceObject.metadata.labels : {})"
     mode = (f'(("m" in {labels} && {labels}["m"] == "enforce") ? "enforce" : '
             f'(("m2" in {labels} && {labels}["m2"] == "audit") ? "audit" : "audit"))')
-    assert conditions(found["netpol-guard-broad-cidr-enforce"])["namespace-in-enforce-mode"] == f"{mode} == 'enforce'"
-    assert conditions(found["netpol-guard-broad-cidr-audit"])["namespace-in-audit-mode"] == f"{mode} == 'audit'"
+    assert variables(found["netpol-guard-broad-cidr-enforce"])["applies"] == f"{mode} == 'enforce'"
+    assert variables(found["netpol-guard-broad-cidr-audit"])["applies"] == f"{mode} == 'audit'"
     assert bindings(data)["netpol-guard-broad-cidr-enforce"]["spec"]["validationActions"] == ["Deny"]
     assert bindings(data)["netpol-guard-broad-cidr-audit"]["spec"]["validationActions"] == ["Warn", "Audit"]
-    assert "namespace-in-audit-mode" not in conditions(found["netpol-guard-port-range"])
+    assert "applies" not in variables(found["netpol-guard-port-range"])
 
 
 def expressions(policy: Obj) -> str:
@@ -153,7 +161,8 @@ def test_parameters_are_baked_into_the_cel() -> None:
     assert ".sum() <= 65536)" in cidr  # IPv4: 2^(32-16) addresses, exact
     assert ".sum() <= 4294967296)" in cidr  # IPv6: 2^(128-96), below 2^40 so counted exactly too
     metadata = expressions(found["netpol-guard-metadata-endpoint"])
-    assert '["192.0.2.7"].exists(a' in metadata and "8775" in metadata and "169.254.169.254" not in metadata
+    assert variables(found["netpol-guard-metadata-endpoint"])["metadata"] == '[ip("192.0.2.7")]'
+    assert "8775" in metadata and "169.254.169.254" not in metadata
 
 
 def test_default_ipv6_limit_is_counted_in_units() -> None:
@@ -169,7 +178,8 @@ def test_host_network_covers_pods_on_create_and_the_seven_controllers() -> None:
     assert resources == sorted(["deployments", "statefulsets", "daemonsets", "replicasets", "replicationcontrollers",
                                 "jobs", "cronjobs"])
     assert all(rule["operations"] == ["CREATE", "UPDATE"] for rule in rules[1:])
-    assert "object.spec.jobTemplate.spec.template.spec.hostNetwork" in expressions(policy)
+    variables = {v["name"]: v["expression"] for v in policy["spec"]["variables"]}
+    assert "dyn(object).spec.jobTemplate.spec.template.spec" in variables["podSpec"]
 
 
 ports = st.builds(
