@@ -14,7 +14,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from webhook.core.errors import ConfigError as ConfigError  # re-exported: raised by config_from_data
 from webhook.core.errors import ObjectError
+from webhook.core.netpol import parse_port_value
 from webhook.core.selectors import LabelSelector, parse_selector
 
 Mode = Literal["enforce", "audit"]
@@ -103,14 +105,15 @@ class OpenPort(_Strict):
 
     @field_validator("port", mode="before")
     @classmethod
-    def _numeric_string_is_a_number(cls, value: Any) -> Any:
-        # IntOrString, as in a NetworkPolicy: "80" is port 80, "http" a named port.
-        return int(value) if isinstance(value, str) and value.isdigit() else value
+    def _int_or_string(cls, value: Any) -> Any:
+        # IntOrString, read exactly as in a NetworkPolicy: "80" is port 80, "http" a named port.
+        try:
+            return parse_port_value(value, "")
+        except ObjectError as error:
+            raise ValueError(error.problem) from None
 
     @model_validator(mode="after")
     def _valid_range(self) -> OpenPort:
-        if isinstance(self.port, int) and not 1 <= self.port <= 65535:
-            raise ValueError(f"port must be between 1 and 65535, not {self.port}")
         if self.end_port is not None:
             if not isinstance(self.port, int):
                 raise ValueError("endPort needs a numeric port")
@@ -264,10 +267,6 @@ class Config(_Strict):
         for override in self.mode_overrides:
             keys |= override.namespace_selector.compiled().keys()
         return frozenset(keys)
-
-
-class ConfigError(ValueError):
-    """An invalid configuration; the message names every bad field."""
 
 
 def config_from_data(data: Any, source: str = "config") -> Config:

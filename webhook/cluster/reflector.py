@@ -1,11 +1,7 @@
-"""The cluster-state cache: where the service's `ClusterState` comes from (a shell around the core).
+"""`KubernetesSource`: the cluster-state cache kept by list+watch of the API server.
 
-Two sources:
-- `StaticSource`: Namespaces and NetworkPolicies read once from manifests (`serve --state DIR`);
-  synced at once, no API server, so no live confirm.
-- `KubernetesSource`: a list+watch reflector per kind (Namespaces, networking.k8s.io/v1
-  NetworkPolicies in all namespaces) in background threads, plus `live_namespace` for the
-  confirm-before-deny read.
+A reflector per kind (Namespaces, networking.k8s.io/v1 NetworkPolicies in all namespaces)
+in background threads, plus `live_namespace` for the confirm-before-deny read.
 
 The reflector is deliberately small and explicit rather than `kubernetes.informer`: list, then
 watch from the list's resourceVersion (with bookmarks, so a quiet watch can resume without a
@@ -26,14 +22,14 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from itertools import chain
-from typing import Any, Protocol
+from typing import Any
 
+from webhook.cluster.source import LiveNamespace
 from webhook.core.errors import ObjectError
 from webhook.core.netpol import NetworkPolicy, parse_network_policy
 from webhook.core.state import ClusterState, NamespaceInfo, parse_namespace
-from webhook.kubeclient import KubeConfigError, load_configuration
-from webhook.loading import InputError, expand_paths, read_manifests, state_from_manifests
+from webhook.errors import KubeConfigError, LiveReadError, SourceError
+from webhook.kubeclient import load_configuration
 
 log = logging.getLogger("netpol_guard.cluster")
 
@@ -44,87 +40,6 @@ WATCH_SECONDS = 240
 WATCH_READ_TIMEOUT = WATCH_SECONDS + 30
 LIST_TIMEOUT = (5.0, 60.0)
 BACKOFF_START, BACKOFF_MAX = 0.5, 30.0
-
-
-class SourceError(Exception):
-    """The source cannot start (bad manifests, no usable kubeconfig); the message says why."""
-
-
-class LiveReadError(Exception):
-    """A live read for the confirm failed (API server unreachable, timeout, forbidden)."""
-
-
-class ClusterSource(Protocol):
-    """What the service needs from a cluster-state source."""
-
-    state: ClusterState
-
-    @property
-    def synced(self) -> bool:
-        """True once the initial state is complete (every initial list succeeded)."""
-        ...
-
-    @property
-    def live(self) -> bool:
-        """True when `live_namespace` can read the API server (the deny confirm is possible)."""
-        ...
-
-    def not_ready_reason(self) -> str | None: ...
-
-    def age_seconds(self) -> float | None:
-        """Seconds since the last successful list or watch event; None before the first."""
-        ...
-
-    def start(self) -> None: ...
-
-    def stop(self) -> None: ...
-
-    def live_namespace(self, namespace: str) -> tuple[NamespaceInfo | None, list[NetworkPolicy]]:
-        """Blocking: the namespace and its policies as the API server has them now. Raises LiveReadError."""
-        ...
-
-
-class StaticSource:
-    """State from manifests on disk, read once at start."""
-
-    live = False
-
-    def __init__(self, directory: str) -> None:
-        try:
-            self.state = _load_state(directory)
-        except InputError as error:
-            raise SourceError(f"--state: {error}") from None
-        self._loaded_at = time.monotonic()
-
-    @property
-    def synced(self) -> bool:
-        return True
-
-    def not_ready_reason(self) -> str | None:
-        return None
-
-    def age_seconds(self) -> float | None:
-        return time.monotonic() - self._loaded_at
-
-    def start(self) -> None:
-        pass
-
-    def stop(self) -> None:
-        pass
-
-    def live_namespace(self, namespace: str) -> tuple[NamespaceInfo | None, list[NetworkPolicy]]:
-        raise LiveReadError("no API server in --state mode")
-
-
-def _load_state(directory: str) -> ClusterState:
-    """state_from_manifests over the whole directory, reading one file at a time.
-
-    Raw YAML dicts are many times bigger than the parsed policies; feeding the manifests
-    lazily, file by file, keeps only one file's worth alive at once, which keeps the peak
-    (and so the resident size) of a large state down. Later files win, as later documents do.
-    """
-    files = expand_paths([directory])
-    return state_from_manifests(chain.from_iterable(read_manifests([file]) for file in files))
 
 
 class _Gone(Exception):
@@ -228,9 +143,9 @@ class _Reflector:
             elif kind == "DELETED":
                 self._delete(obj)
         except ObjectError as error:
-            # One unreadable object must not stop the cache: skip it and say which one.
-            log.warning("skipping unparsable %s %s/%s: %s", self.kind, metadata.get("namespace", ""),
-                        metadata.get("name", ""), error)
+            # One unreadable object must not stop the cache, nor vanish from it: keep its name (messages cite it,
+            # a metric counts it) and drop any earlier readable version, which no longer exists.
+            self._unreadable(obj, error)
         return new_version
 
     # --- applying to the state ---
@@ -268,27 +183,44 @@ class _Reflector:
                     state.set_namespace(info)
             return
         by_namespace: dict[str, list[NetworkPolicy]] = {}
+        unreadable: dict[str, dict[str, str]] = {}
         for item in items:
-            policy = self._parse(item, lambda obj: parse_network_policy(obj, _namespace_of(obj)))
+            policy = self._parse(item, lambda obj: parse_network_policy(obj, _namespace_of(obj)), unreadable)
             if policy is not None:
                 by_namespace.setdefault(policy.namespace, []).append(policy)
         with self.source.write_lock:
             for name in state.namespace_names():
-                if name not in by_namespace and state.policies(name):
+                if name not in by_namespace and name not in unreadable and (state.policies(name)
+                                                                            or state.unreadable(name)):
                     state.replace_policies(name, [])
-            for name, policies in by_namespace.items():
-                state.replace_policies(name, policies)
+            for name in set(by_namespace) | set(unreadable):
+                state.replace_policies(name, by_namespace.get(name, []), unreadable.get(name))
 
-    def _parse(self, item: Any, parse: Callable[[Mapping[str, Any]], Any]) -> Any:
+    def _parse(self, item: Any, parse: Callable[[Mapping[str, Any]], Any],
+               unreadable: dict[str, dict[str, str]] | None = None) -> Any:
         if not isinstance(item, Mapping):
             return None
         try:
             return parse(item)
         except ObjectError as error:
             metadata = item.get("metadata") or {}
-            log.warning("skipping unparsable %s %s/%s: %s", self.kind, metadata.get("namespace", ""),
+            log.warning("unreadable %s %s/%s kept by name only: %s", self.kind, metadata.get("namespace", ""),
                         metadata.get("name", ""), error)
+            if unreadable is not None:
+                unreadable.setdefault(_namespace_of(item), {})[str(metadata.get("name", ""))] = str(error)
+            else:
+                self.source.state.note_unreadable_namespace(str(metadata.get("name", "")), str(error))
             return None
+
+    def _unreadable(self, obj: Mapping[str, Any], error: ObjectError) -> None:
+        metadata = obj.get("metadata") or {}
+        name = str(metadata.get("name", ""))
+        log.warning("unreadable %s %s/%s kept by name only: %s", self.kind, metadata.get("namespace", ""), name, error)
+        with self.source.write_lock:
+            if self.kind == "Namespace":
+                self.source.state.note_unreadable_namespace(name, str(error))
+            else:
+                self.source.state.set_unreadable(_namespace_of(obj), name, str(error))
 
     def interrupt(self) -> None:
         """Unblock a thread waiting in a watch read (closing from another thread can hang on the SSL lock)."""
@@ -383,7 +315,7 @@ class KubernetesSource:
             if reflector.thread.is_alive():
                 reflector.thread.join(timeout=2.0)
 
-    def live_namespace(self, namespace: str) -> tuple[NamespaceInfo | None, list[NetworkPolicy]]:
+    def live_namespace(self, namespace: str) -> LiveNamespace:
         """One get + one list, each with a short timeout; updates the cache with what was read."""
         try:
             info: NamespaceInfo | None
@@ -400,16 +332,26 @@ class KubernetesSource:
                 namespace, _preload_content=False, _request_timeout=LIVE_READ_TIMEOUT
             )
             items = json.loads(listing.data).get("items") or []
-            policies = [parse_network_policy(item, namespace) for item in items if isinstance(item, Mapping)]
         except Exception as error:
             raise LiveReadError(f"live read of namespace {namespace} failed: {_short(error)}") from None
+        # A policy we cannot read never hides the rest of the namespace: judge on the readable ones, name it.
+        policies: list[NetworkPolicy] = []
+        unreadable: dict[str, str] = {}
+        for item in items:
+            if not isinstance(item, Mapping):
+                continue
+            try:
+                policies.append(parse_network_policy(item, namespace))
+            except ObjectError as error:
+                metadata = item.get("metadata") or {}
+                unreadable[str(metadata.get("name", "")) if isinstance(metadata, Mapping) else ""] = str(error)
         with self.write_lock:
-            self.state.replace_policies(namespace, policies)
+            self.state.replace_policies(namespace, policies, unreadable)
             if info is not None:
                 self.state.set_namespace(info)
             else:
                 self.state.remove_namespace(namespace)
-        return info, policies
+        return LiveNamespace(info, policies, unreadable)
 
 
 def _short(error: BaseException) -> str:
@@ -418,10 +360,3 @@ def _short(error: BaseException) -> str:
     if status is not None:
         return f"HTTP {status} {reason or ''}".strip()
     return f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}".rstrip(": ")
-
-
-def make_source(state_dir: str | None, kubeconfig: str | None) -> ClusterSource:
-    """`--state DIR` wins; otherwise the API server."""
-    if state_dir is not None:
-        return StaticSource(state_dir)
-    return KubernetesSource(kubeconfig)
