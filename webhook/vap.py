@@ -7,7 +7,9 @@ construction, broad-cidr, metadata-endpoint, port-range, host-network) can run
 inside the API server as CEL (admissionregistration.k8s.io/v1, Kubernetes 1.30+),
 so this module writes them out from the same `Config` the engine reads: one
 policy + binding per rule (and per mode when modeOverrides split namespaces),
-exemptions as matchConstraints/matchConditions, parameters baked into the CEL,
+exemptions as matchConstraints/matchConditions (and, where namespace labels are
+read, a guard on each validation: the API server gives `namespaceObject` to
+validations only), parameters baked into the CEL,
 messages in the engine's wording with the rule id first.
 
 Where CEL cannot compute what the engine computes, the policy is STRICTER, never
