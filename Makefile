@@ -7,7 +7,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test install binaries crds lint unit service e2e bench clean
+.PHONY: demo test install binaries crds lint unit service e2e bench clean vap
 
 # The virtualenv is rebuilt when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -62,6 +62,10 @@ bench: binaries
 	$(BIN)/python tests/bench/bench_admission_latency.py
 	$(BIN)/python tests/bench/bench_apply.py
 	$(BIN)/python tests/bench/bench_generate.py
+
+# The kustomize component manifests/components/vap, rendered from the default config (tests check it is current).
+vap: $(STAMP)
+	$(BIN)/python -m webhook vap --config manifests/base/config.yaml > manifests/components/vap/policies.yaml
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
