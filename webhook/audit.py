@@ -1,23 +1,27 @@
 """`netpol-guard audit`: judge what already runs in a cluster with the same engine as the webhook.
 
-Every top-level workload (objects owned by a controller are judged through their
-controller's template), every NetworkPolicy and every Namespace is judged as if
-it were created now, against the cluster's live Namespaces and NetworkPolicies.
+Every top-level workload (objects owned by one of the seven controller kinds are
+judged through their controller's template; a Pod run by any other controller,
+such as an operator's custom resource, is judged itself), every NetworkPolicy
+and every Namespace is judged as if it were created now, against the cluster's
+live Namespaces and NetworkPolicies. The background audit of `serve`
+(webhook.reports) judges its informer cache through the same `judge_objects`.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
-from dataclasses import replace
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 
-from webhook.check import CheckReport, judge_as_created
+from webhook.check import CheckReport, CheckResult, judge_as_created
 from webhook.core.config import Config
 from webhook.core.engine import Engine
 from webhook.core.errors import ObjectError
 from webhook.core.netpol import parse_network_policy
-from webhook.core.state import ClusterState, parse_namespace
+from webhook.core.reports import Judged, object_ref
+from webhook.core.state import ClusterState, ClusterView, parse_namespace
 from webhook.kubeclient import load_configuration
 from webhook.loading import CLUSTER, Manifest
 
@@ -34,13 +38,38 @@ LISTED: tuple[tuple[str, str, str], ...] = (
     ("Job", "BatchV1Api", "list_job_for_all_namespaces"),
     ("Pod", "CoreV1Api", "list_pod_for_all_namespaces"),
 )
+KIND_ORDER = tuple(kind for kind, _, _ in LISTED)
+
+# (API group, kind) of the controllers whose pod templates are judged: what they control is judged through them.
+CONTROLLERS = frozenset({
+    ("apps", "Deployment"), ("apps", "StatefulSet"), ("apps", "DaemonSet"), ("apps", "ReplicaSet"),
+    ("", "ReplicationController"), ("batch", "Job"), ("batch", "CronJob"),
+})
 
 
 class AuditError(Exception):
     """The cluster could not be read; the message says what failed."""
 
 
-def run_audit(config: Config, kubeconfig: str | None) -> CheckReport:
+@dataclass(frozen=True)
+class Unreadable:
+    """An object the engine could not read (the background audit reports it as an error result)."""
+
+    manifest: Manifest
+    namespace: str
+    error: str
+
+
+@dataclass(frozen=True)
+class AuditRun:
+    """One audit: the results (check's shape) and the state they were judged against (for pages and reports)."""
+
+    report: CheckReport
+    state: ClusterState
+    namespace_uids: dict[str, str]
+
+
+def run_audit(config: Config, kubeconfig: str | None) -> AuditRun:
     objects = dict(_list_all(kubeconfig))
     state = ClusterState()
     try:
@@ -50,28 +79,63 @@ def run_audit(config: Config, kubeconfig: str | None) -> CheckReport:
         )
     except ObjectError as error:
         raise AuditError(f"unreadable object in the cluster: {error}") from None
-    engine = Engine(config)
     results = []
-    for kind, _, _ in LISTED:
-        for index, obj in enumerate(objects[kind]):
-            if _controlled(obj):
+    for judged in judge_objects(Engine(config), state, objects):
+        if isinstance(judged, Unreadable):
+            raise AuditError(f"{judged.manifest.where}: {judged.error}")
+        results.append(judged)
+    return AuditRun(CheckReport(results), state, namespace_uids(objects["Namespace"]))
+
+
+def judge_objects(engine: Engine, view: ClusterView, objects: Mapping[str, Iterable[Mapping[str, Any]]]
+                  ) -> Iterator[CheckResult | Unreadable]:
+    """Judge every listed object (by kind, in KIND_ORDER) as if created now; one at a time, lazily."""
+    for kind in KIND_ORDER:
+        for index, obj in enumerate(objects.get(kind, ())):
+            if controlled_by_judged_kind(obj):
                 continue  # judged through its controller's pod template
             manifest = Manifest(source=CLUSTER, document=index + 1, obj={**obj, "kind": kind})
             try:
-                result = judge_as_created(engine, state, manifest, "default")
+                result = judge_as_created(engine, view, manifest, "default")
             except ObjectError as error:
-                raise AuditError(f"{manifest.where}: {error}") from None
+                yield Unreadable(manifest, "" if kind == "Namespace" else manifest.namespace("default"), str(error))
+                continue
             if kind == "Namespace":
                 # protected-labels judges label *changes*; labels a namespace already has are not one.
                 kept = tuple(v for v in result.decision.violations if v.rule != "protected-labels")
                 result = replace(result, decision=replace(result.decision, violations=kept))
-            results.append(result)
-    return CheckReport(results)
+            yield result
 
 
-def _controlled(obj: Mapping[str, Any]) -> bool:
-    owners = (obj.get("metadata") or {}).get("ownerReferences") or []
-    return any(isinstance(o, Mapping) and o.get("controller") for o in owners)
+def as_judged(item: CheckResult | Unreadable) -> Judged:
+    """An audit result as the report builder takes it."""
+    ref = object_ref(item.manifest.obj, item.manifest.kind, item.namespace)
+    if isinstance(item, Unreadable):
+        return Judged(ref, None, item.error)
+    return Judged(ref, item.decision)
+
+
+def controlled_by_judged_kind(obj: Mapping[str, Any]) -> bool:
+    """True when the object's controller is one of the seven kinds whose templates are judged."""
+    metadata = obj.get("metadata")
+    owners = metadata.get("ownerReferences") if isinstance(metadata, Mapping) else None
+    if not isinstance(owners, list):
+        return False
+    for owner in owners:
+        if isinstance(owner, Mapping) and owner.get("controller") is True:
+            api_version = str(owner.get("apiVersion") or "")
+            group = api_version.rpartition("/")[0]
+            return (group, str(owner.get("kind") or "")) in CONTROLLERS
+    return False
+
+
+def namespace_uids(namespaces: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+    uids = {}
+    for obj in namespaces:
+        metadata = obj.get("metadata")
+        if isinstance(metadata, Mapping) and isinstance(metadata.get("name"), str):
+            uids[metadata["name"]] = str(metadata.get("uid") or "")
+    return uids
 
 
 def _list_all(kubeconfig: str | None) -> Iterator[tuple[str, list[Mapping[str, Any]]]]:

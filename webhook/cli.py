@@ -125,12 +125,12 @@ def audit(config_path: str | None, kubeconfig: str | None, output: str, mode: st
     if mode is not None:
         config = config.model_copy(update={"mode": mode})
     try:
-        report = run_audit(config, kubeconfig)
+        run = run_audit(config, kubeconfig)
     except (AuditError, KubeConfigError) as error:
         click.echo(f"netpol-guard: {error}", err=True)
         sys.exit(2)
-    click.echo(render(report, output), nl=False)
-    sys.exit(0 if report.allowed else 1)
+    click.echo(render(run.report, output), nl=False)
+    sys.exit(0 if run.report.allowed else 1)
 
 
 @main.command()
