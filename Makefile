@@ -7,7 +7,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test install binaries lint unit service e2e bench clean
+.PHONY: demo test install binaries chromium lint unit service browser e2e bench clean
 
 # The virtualenv is rebuilt when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -28,14 +28,22 @@ binaries: $(STAMP)
 demo: binaries
 	$(BIN)/python tests/e2e/demo.py $(DEMO_ARGS)
 
+# Headless Chromium from the Debian package, for the page tests (tests/browser); installed once if missing.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+chromium:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+	  echo "installing chromium (Debian package) for the page tests"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
 lint: $(STAMP)
 	$(BIN)/ruff check webhook tests
 	$(BIN)/mypy webhook
 	$(BIN)/lint-imports
 	$(BIN)/hadolint Dockerfile
 
-# All tests: unit, service (real uvicorn over TLS), e2e (real kube-apiserver + etcd + kubectl).
-test: lint binaries
+# All tests: unit, service (real uvicorn over TLS), browser (headless Chromium), e2e (real kube-apiserver +
+# etcd + kubectl).
+test: lint binaries chromium
 	$(BIN)/python -m pytest
 
 unit: $(STAMP)
@@ -43,6 +51,9 @@ unit: $(STAMP)
 
 service: $(STAMP)
 	$(BIN)/python -m pytest tests/service
+
+browser: $(STAMP) chromium
+	$(BIN)/python -m pytest tests/browser
 
 e2e: binaries
 	$(BIN)/python -m pytest tests/e2e

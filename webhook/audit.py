@@ -70,12 +70,16 @@ class AuditRun:
 
 
 def run_audit(config: Config, kubeconfig: str | None) -> AuditRun:
-    objects = dict(_list_all(kubeconfig))
+    return audit_objects(config, dict(_list_all(kubeconfig)))
+
+
+def audit_objects(config: Config, objects: Mapping[str, list[Mapping[str, Any]]]) -> AuditRun:
+    """The audit of listed objects (kind -> raw objects); raises AuditError for an unreadable one."""
     state = ClusterState()
     try:
         state.replace_all(
-            (parse_namespace(o) for o in objects["Namespace"]),
-            (parse_network_policy(o) for o in objects["NetworkPolicy"]),
+            (parse_namespace(o) for o in objects.get("Namespace", ())),
+            (parse_network_policy(o) for o in objects.get("NetworkPolicy", ())),
         )
     except ObjectError as error:
         raise AuditError(f"unreadable object in the cluster: {error}") from None
@@ -84,7 +88,7 @@ def run_audit(config: Config, kubeconfig: str | None) -> AuditRun:
         if isinstance(judged, Unreadable):
             raise AuditError(f"{judged.manifest.where}: {judged.error}")
         results.append(judged)
-    return AuditRun(CheckReport(results), state, namespace_uids(objects["Namespace"]))
+    return AuditRun(CheckReport(results), state, namespace_uids(objects.get("Namespace", ())))
 
 
 def judge_objects(engine: Engine, view: ClusterView, objects: Mapping[str, Iterable[Mapping[str, Any]]]

@@ -109,7 +109,8 @@ def certs(out_dir: str, service: str, namespace: str, hosts: tuple[str, ...], da
 @main.command()
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Config YAML file.")
 @click.option("--kubeconfig", help="Kubeconfig file (default: in-cluster config, then ~/.kube/config).")
-@click.option("--output", "-o", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--output", "-o", type=click.Choice(["table", "json", "html"]), default="table", show_default=True,
+              help="html: one self-contained page (coverage per namespace, violations, filters).")
 @click.option("--mode", type=click.Choice(["enforce", "audit"]), help="Override the config's global mode.")
 def audit(config_path: str | None, kubeconfig: str | None, output: str, mode: str | None) -> None:
     """Judge what already exists in a cluster (same engine and output as check).
@@ -129,7 +130,12 @@ def audit(config_path: str | None, kubeconfig: str | None, output: str, mode: st
     except (AuditError, KubeConfigError) as error:
         click.echo(f"netpol-guard: {error}", err=True)
         sys.exit(2)
-    click.echo(render(run.report, output), nl=False)
+    if output == "html":
+        from webhook.report_html import render_html
+
+        click.echo(render_html(run, config), nl=False)
+    else:
+        click.echo(render(run.report, output), nl=False)
     sys.exit(0 if run.report.allowed else 1)
 
 
