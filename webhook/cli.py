@@ -65,8 +65,10 @@ def check(paths: tuple[str, ...], config_path: str | None, output: str, namespac
 @click.option("--mode", type=click.Choice(["enforce", "audit"]), help="Override the config's global mode.")
 @click.option("--kubeconfig", help="Kubeconfig file (default: in-cluster config, then ~/.kube/config).")
 @click.option("--state", help="Take Namespaces and NetworkPolicies from manifests here instead of a cluster.")
+@click.option("--audit-background", is_flag=True, default=None,
+              help="Run the background audit and write policy reports (audit.background: true).")
 def serve(config_path: str | None, host: str | None, port: int | None, cert_dir: str | None,
-          mode: str | None, kubeconfig: str | None, state: str | None) -> None:
+          mode: str | None, kubeconfig: str | None, state: str | None, audit_background: bool | None) -> None:
     """Run the HTTPS admission webhook (POST /validate, /healthz, /readyz, /metrics)."""
     from webhook.server.run import serve as run_server
 
@@ -80,6 +82,8 @@ def serve(config_path: str | None, host: str | None, port: int | None, cert_dir:
     updates: dict[str, Any] = {"server": config.server.model_copy(update=server_overrides)}
     if mode is not None:
         updates["mode"] = mode
+    if audit_background:
+        updates["audit"] = config.audit.model_copy(update={"background": True})
     sys.exit(run_server(config.model_copy(update=updates)))
 
 

@@ -485,3 +485,42 @@ def test_dockerfile_shape() -> None:
     assert not [rest for keyword, rest in final if keyword == "RUN"]  # no package installs, no build tools
     assert any("pip install --no-cache-dir ." in rest for keyword, rest in instructions if keyword == "RUN")
     assert not any("apt-get" in rest or "apk " in rest for _, rest in instructions)
+
+
+# --- the reports component ---------------------------------------------------------------------------------
+
+def _render_with_reports(kubectl: Path, tmp_path: Path) -> list[Obj]:
+    overlay = tmp_path / "with-reports"
+    overlay.mkdir()
+    (overlay / "kustomization.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+        "resources": [os.path.relpath(MANIFESTS / "overlays" / "enforce", overlay)],
+        "components": [os.path.relpath(MANIFESTS / "components" / "reports", overlay)],
+    }))
+    proc = subprocess.run([str(kubectl), "kustomize", str(overlay)], capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr
+    return [doc for doc in yaml.safe_load_all(proc.stdout) if doc is not None]
+
+
+def test_reports_component_adds_workload_reads_report_writes_and_turns_the_audit_on(
+        kubectl_bin: Path, tmp_path: Path) -> None:
+    objs = tuple(_render_with_reports(kubectl_bin, tmp_path))
+    role = _one(objs, "ClusterRole", "netpol-guard-reports")
+    granted = {(group, resource): tuple(rule["verbs"]) for rule in role["rules"]
+               for group in rule["apiGroups"] for resource in rule["resources"]}
+    read = ("get", "list", "watch")
+    write = (*read, "create", "update", "delete")
+    assert granted == {
+        ("", "pods"): read, ("", "replicationcontrollers"): read, ("apps", "deployments"): read,
+        ("apps", "statefulsets"): read, ("apps", "daemonsets"): read, ("apps", "replicasets"): read,
+        ("batch", "jobs"): read, ("batch", "cronjobs"): read,
+        ("openreports.io", "reports"): write, ("openreports.io", "clusterreports"): write,
+        ("wgpolicyk8s.io", "policyreports"): write, ("wgpolicyk8s.io", "clusterpolicyreports"): write,
+    }
+    binding = _one(objs, "ClusterRoleBinding", "netpol-guard-reports")
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "netpol-guard", "namespace": NAMESPACE}]
+    # The base role is untouched: without the component, netpol-guard reads no workloads.
+    assert [r["resources"] for r in _one(objs, "ClusterRole")["rules"]] == [["namespaces"], ["networkpolicies"]]
+    args = _one(objs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[-1] == "--audit-background"

@@ -127,6 +127,15 @@ def serve(config: Config) -> int:
         return EXIT_STARTUP
 
     app = create_app(config, source)
+    background = None
+    if config.audit.background:
+        if settings.state is not None:
+            print("netpol-guard: audit.background needs an API server to write reports to, not --state",
+                  file=sys.stderr)
+            return EXIT_STARTUP
+        from webhook.reports import BackgroundAudit
+
+        background = BackgroundAudit(config, settings.kubeconfig)
     uconfig = uvicorn.Config(
         app, host=settings.host, port=settings.port, loop="none", http="httptools", ws="none", lifespan="off",
         log_config=None, access_log=False, server_header=False, proxy_headers=False,
@@ -144,18 +153,23 @@ def serve(config: Config) -> int:
             poller.cancel()
 
     source.start()
+    if background is not None:
+        background.start()
     # Everything loaded so far (config, engine, a --state cache) lives for the whole process: move it out of
     # the collector's sight, so full collections stay short and do not show up as latency spikes.
     gc.collect()
     gc.freeze()
     log.info("serving", host=settings.host, port=settings.port, mode=config.mode, fail_closed=config.fail_closed,
-             state="static:" + settings.state if settings.state else "kubernetes", certificate=reloader.description)
+             state="static:" + settings.state if settings.state else "kubernetes", certificate=reloader.description,
+             background_audit=config.audit.background)
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
             runner.run(main())
     except SystemExit as exit_:  # uvicorn exits on startup failures it hits itself
         return int(exit_.code or 0) and EXIT_STARTUP
     finally:
+        if background is not None:
+            background.stop()
         source.stop()
         sock.close()
     log.info("stopped")
