@@ -228,6 +228,9 @@ class AuditSettings(_Strict):
     # Results kept per report (written to configuration.limits.maxResults); failures are kept first.
     max_results: int = Field(default=1000, ge=1, le=10000, alias="maxResults")
     severity: dict[str, Severity] = Field(default_factory=dict)  # rule id -> severity, over the defaults
+    # At most this many namespaces get series of their own in the audit metrics (the least covered first);
+    # the rest are counted only in the totals, so a large cluster cannot flood Prometheus.
+    metrics_namespace_limit: int = Field(default=500, ge=0, le=100000, alias="metricsNamespaceLimit")
 
     @field_validator("interval", "debounce", mode="before")
     @classmethod
