@@ -524,3 +524,19 @@ def test_reports_component_adds_workload_reads_report_writes_and_turns_the_audit
     assert [r["resources"] for r in _one(objs, "ClusterRole")["rules"]] == [["namespaces"], ["networkpolicies"]]
     args = _one(objs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
     assert args[-1] == "--audit-background"
+
+
+def test_reports_component_ships_the_pinned_openreports_crds_unchanged(kubectl_bin: Path, tmp_path: Path) -> None:
+    sys.path.insert(0, str(REPO / "tests" / "e2e"))
+    from crds import OPENREPORTS, crd_files
+
+    shipped = MANIFESTS / "components" / "reports" / "crds"
+    fetched = crd_files(OPENREPORTS)
+    assert sorted(p.name for p in shipped.iterdir()) == sorted(p.name for p in fetched)
+    for path in fetched:
+        assert (shipped / path.name).read_bytes() == path.read_bytes(), f"{path.name} differs from {OPENREPORTS}"
+    objs = _render_with_reports(kubectl_bin, tmp_path)
+    crds = {o["metadata"]["name"]: o for o in objs if o["kind"] == "CustomResourceDefinition"}
+    assert sorted(crds) == ["clusterreports.openreports.io", "reports.openreports.io"]
+    assert crds["reports.openreports.io"]["spec"]["scope"] == "Namespaced"
+    assert crds["clusterreports.openreports.io"]["spec"]["scope"] == "Cluster"
