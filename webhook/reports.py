@@ -346,6 +346,24 @@ class ReportWriter:
                     result.errors.append(f"delete {self.kind} {namespace}/{REPORT_NAME}: {_short(error)}")
         self._put("", reports.cluster, self._existing_cluster(), result)
 
+    def delete_all(self) -> int:
+        """Delete every report of this format that netpol-guard wrote; 0 when the kind is not installed."""
+        removed = 0
+        try:
+            existing = self._existing()
+            for namespace in sorted(existing):
+                self.api.delete_namespaced_custom_object(self.group, self.version, namespace, self.plural,
+                                                         REPORT_NAME, _request_timeout=WRITE_TIMEOUT)
+                removed += 1
+            if self._existing_cluster() is not None:
+                self.api.delete_cluster_custom_object(self.group, self.version, self.cluster_plural, REPORT_NAME,
+                                                      _request_timeout=WRITE_TIMEOUT)
+                removed += 1
+        except Exception as error:
+            if getattr(error, "status", None) not in (404, 403):  # CRD not installed, or no RBAC for it
+                log.warning("cannot remove netpol-guard's %s reports: %s", self.kind, _short(error))
+        return removed
+
     def _existing(self) -> dict[str, Mapping[str, Any]]:
         listing: Any = self.api.list_cluster_custom_object(self.group, self.version, self.plural,
                                                       label_selector=self.selector, _request_timeout=WRITE_TIMEOUT)
@@ -444,7 +462,11 @@ class BackgroundAudit:
         self.settings = config.audit
         self.is_leader = is_leader
         self.on_pass = on_pass
-        self.api_client = client.ApiClient(load_configuration(kubeconfig))
+        configuration = load_configuration(kubeconfig)
+        # One long-lived connection per watch, plus room for the lists after a relist.
+        configuration.connection_pool_maxsize = len(WATCHED) + 4
+        self.api_client = client.ApiClient(configuration)
+        self.write_client = client.ApiClient(load_configuration(kubeconfig))
         self.stopping = threading.Event()
         self._wake = threading.Event()
         self._lock = threading.Lock()
@@ -452,7 +474,8 @@ class BackgroundAudit:
         self._first_change: float | None = None  # monotonic time of the oldest change not yet judged
         self._last_change = 0.0
         self.informers = _Informers(self.api_client, self._changed)
-        self.writer = ReportWriter(self.api_client, self.settings.report_format)
+        self.writer = ReportWriter(self.write_client, self.settings.report_format)
+        self._cleaned = False
         self.last: PassResult | None = None
         self.thread = threading.Thread(target=self._run, name="background-audit", daemon=True)
 
@@ -523,6 +546,13 @@ class BackgroundAudit:
 
     def run_once(self) -> PassResult:
         """One full pass over the cache: judge, build, write. Blocking."""
+        if not self._cleaned:
+            # After a switch of audit.reportFormat, our reports of the other format would go stale: remove them.
+            other = "policyreport" if self.settings.report_format == "openreports" else "openreports"
+            removed = ReportWriter(self.write_client, other).delete_all()
+            if removed:
+                log.info("removed %d netpol-guard reports of the %s format", removed, other)
+            self._cleaned = True
         budget = CpuBudget(self.settings.cpu_budget, self.stopping)
         snapshot = {kind: self.informers.stores[kind].snapshot() for kind in KIND_ORDER}
         reports, result = audit_pass(self.config, snapshot, budget)
