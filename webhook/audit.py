@@ -22,6 +22,7 @@ from webhook.core.errors import ObjectError
 from webhook.core.netpol import parse_network_policy
 from webhook.core.reports import Judged, object_ref
 from webhook.core.state import ClusterState, ClusterView, parse_namespace
+from webhook.errors import AuditError as AuditError  # re-exported: raised here
 from webhook.kubeclient import load_configuration
 from webhook.loading import CLUSTER, Manifest
 
@@ -46,9 +47,6 @@ CONTROLLERS = frozenset({
     ("", "ReplicationController"), ("batch", "Job"), ("batch", "CronJob"),
 })
 
-
-class AuditError(Exception):
-    """The cluster could not be read; the message says what failed."""
 
 
 @dataclass(frozen=True)

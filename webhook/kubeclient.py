@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-
-class KubeConfigError(Exception):
-    """No usable client configuration; the message says which source was tried."""
+from webhook.errors import KubeConfigError as KubeConfigError  # re-exported: raised here
 
 
 def load_configuration(kubeconfig: str | None) -> Any:

@@ -4,7 +4,7 @@ Admission only sees writes; this loop sees what already exists (workloads admitt
 before netpol-guard, in audit mode, or in a namespace that lost its default-deny).
 It is a thin shell around the same pieces as `netpol-guard audit`:
 
-- an informer cache of its own: list+watch (the reflector of webhook.cluster) of
+- an informer cache of its own: list+watch (the reflector of webhook.cluster.reflector) of
   Namespaces, NetworkPolicies, the seven controller kinds and Pods, each object
   kept in a slim copy (identity, owner, pod-template labels and hostNetwork) so
   20,000 workloads cost megabytes, not the size of their specs;
@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from webhook.audit import KIND_ORDER, Unreadable, as_judged, judge_objects
-from webhook.cluster import KubernetesSource, _Reflector, _short
+from webhook.cluster.reflector import KubernetesSource, _Reflector, _short
 from webhook.core.config import Config
 from webhook.core.engine import Engine
 from webhook.core.errors import ObjectError
@@ -172,7 +172,7 @@ class ObjectStore:
 
 
 class _StoreReflector(_Reflector):
-    """webhook.cluster's list+watch (410 relist, backoff, bookmarks), applied to an ObjectStore."""
+    """webhook.cluster.reflector's list+watch (410 relist, backoff, bookmarks), applied to an ObjectStore."""
 
     def __init__(self, owner: _Informers, store: ObjectStore, list_call: Callable[..., Any]) -> None:
         # The reflector reads only `stopping`, `touch` and `synced_after` of its owner.
