@@ -58,10 +58,11 @@ browser: $(STAMP) chromium
 e2e: binaries
 	$(BIN)/python -m pytest tests/e2e
 
-# Benchmarks print numbers; they are not tests. Engine, service over TLS, kubectl apply latency.
+# Benchmarks print numbers; they are not tests. Engine, service over TLS, background audit, kubectl apply latency.
 bench: binaries
 	$(BIN)/python -m tests.bench.bench_engine
 	$(BIN)/python -m tests.bench.bench_service
+	$(BIN)/python -m tests.bench.bench_reports
 	$(BIN)/python tests/bench/bench_apply.py
 
 clean:
