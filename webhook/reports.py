@@ -29,7 +29,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from webhook.audit import KIND_ORDER, Unreadable, as_judged, judge_objects
 from webhook.cluster.reflector import KubernetesSource, _Reflector, _short
@@ -190,6 +190,19 @@ class _StoreReflector(_Reflector):
         self.store.replace(items)
 
 
+class Informers(Protocol):
+    """What the loop needs of an informer cache."""
+
+    stores: dict[str, ObjectStore]
+
+    @property
+    def synced(self) -> bool: ...
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
 class _Informers:
     """The background audit's informer cache: one reflector and store per watched kind."""
 
@@ -330,13 +343,20 @@ class ReportWriter:
         self.plural, self.cluster_plural = PLURALS[self.kind], PLURALS[self.cluster_kind]
         self.selector = ",".join(f"{k}={v}" for k, v in MANAGED_BY.items())
 
-    def write(self, reports: ReportSet, result: PassResult, budget: CpuBudget | None = None) -> None:
+    def write(self, reports: ReportSet, result: PassResult, budget: CpuBudget | None = None,
+              allowed: Callable[[], bool] = lambda: True) -> bool:
+        """Bring the cluster's reports to `reports`. Stops (returning False) as soon as `allowed()` is false:
+        a replica that lost leadership mid-pass must not keep writing next to the new leader."""
         existing = self._existing()
         for namespace, report in reports.namespaced.items():
+            if not allowed():
+                return False
             self._put(namespace, report, existing.pop(namespace, None), result)
             if budget is not None:
                 budget.check()
         for namespace in sorted(existing):  # ours, in namespaces that are no longer reported (exempt, gone)
+            if not allowed():
+                return False
             try:
                 self.api.delete_namespaced_custom_object(self.group, self.version, namespace, self.plural,
                                                          REPORT_NAME, _request_timeout=WRITE_TIMEOUT)
@@ -344,7 +364,10 @@ class ReportWriter:
             except Exception as error:
                 if getattr(error, "status", None) != 404:
                     result.errors.append(f"delete {self.kind} {namespace}/{REPORT_NAME}: {_short(error)}")
+        if not allowed():
+            return False
         self._put("", reports.cluster, self._existing_cluster(), result)
+        return True
 
     def delete_all(self) -> int:
         """Delete every report of this format that netpol-guard wrote; 0 when the kind is not installed."""
@@ -453,33 +476,49 @@ class ReportWriter:
 class BackgroundAudit:
     """The reporter: informers, a timer and change triggers, passes under a CPU budget, writes when leader."""
 
-    def __init__(self, config: Config, kubeconfig: str | None, *,
+    def __init__(self, config: Config, informers: Informers, writer: ReportWriter, *,
+                 stale_writer: ReportWriter | None = None,
                  is_leader: Callable[[], bool] = lambda: True,
                  on_pass: Callable[[PassResult], None] | None = None) -> None:
-        from kubernetes import client
-
+        """`informers` must call `changed()` on relevant changes; `stale_writer` (the other format's) is
+        cleared once, on the first pass as leader."""
         self.config = config
         self.settings = config.audit
         self.is_leader = is_leader
         self.on_pass = on_pass
-        configuration = load_configuration(kubeconfig)
-        # One long-lived connection per watch, plus room for the lists after a relist.
-        configuration.connection_pool_maxsize = len(WATCHED) + 4
-        self.api_client = client.ApiClient(configuration)
-        self.write_client = client.ApiClient(load_configuration(kubeconfig))
         self.stopping = threading.Event()
         self._wake = threading.Event()
         self._lock = threading.Lock()
         self._changes = 0  # relevant changes seen so far
         self._first_change: float | None = None  # monotonic time of the oldest change not yet judged
         self._last_change = 0.0
-        self.informers = _Informers(self.api_client, self._changed)
-        self.writer = ReportWriter(self.write_client, self.settings.report_format)
-        self._cleaned = False
+        self.informers = informers
+        self.writer = writer
+        self._stale_writer = stale_writer
         self.last: PassResult | None = None
         self.thread = threading.Thread(target=self._run, name="background-audit", daemon=True)
 
-    def _changed(self) -> None:
+    @classmethod
+    def connect(cls, config: Config, kubeconfig: str | None, *, is_leader: Callable[[], bool] = lambda: True,
+                on_pass: Callable[[PassResult], None] | None = None) -> BackgroundAudit:
+        """The background audit of `serve`, on the API server of `kubeconfig` (or in-cluster)."""
+        from kubernetes import client
+
+        configuration = load_configuration(kubeconfig)
+        # One long-lived connection per watch, plus room for the lists after a relist.
+        configuration.connection_pool_maxsize = len(WATCHED) + 4
+        write_client = client.ApiClient(load_configuration(kubeconfig))
+        report_format = config.audit.report_format
+        other = "policyreport" if report_format == "openreports" else "openreports"
+        holder: list[BackgroundAudit] = []
+        informers = _Informers(client.ApiClient(configuration), lambda: holder[0].changed())
+        audit = cls(config, informers, ReportWriter(write_client, report_format),
+                    stale_writer=ReportWriter(write_client, other), is_leader=is_leader, on_pass=on_pass)
+        holder.append(audit)
+        return audit
+
+    def changed(self) -> None:
+        """A relevant change was seen (called by the informers' stores)."""
         now = time.monotonic()
         with self._lock:
             self._changes += 1
@@ -546,18 +585,18 @@ class BackgroundAudit:
 
     def run_once(self) -> PassResult:
         """One full pass over the cache: judge, build, write. Blocking."""
-        if not self._cleaned:
+        if self._stale_writer is not None:
             # After a switch of audit.reportFormat, our reports of the other format would go stale: remove them.
-            other = "policyreport" if self.settings.report_format == "openreports" else "openreports"
-            removed = ReportWriter(self.write_client, other).delete_all()
+            removed = self._stale_writer.delete_all()
             if removed:
-                log.info("removed %d netpol-guard reports of the %s format", removed, other)
-            self._cleaned = True
+                log.info("removed %d netpol-guard reports of the %s kind", removed, self._stale_writer.kind)
+            self._stale_writer = None
         budget = CpuBudget(self.settings.cpu_budget, self.stopping)
         snapshot = {kind: self.informers.stores[kind].snapshot() for kind in KIND_ORDER}
         reports, result = audit_pass(self.config, snapshot, budget)
         clock = time.monotonic()
-        self.writer.write(reports, result, budget)
+        if not self.writer.write(reports, result, budget, allowed=self.is_leader):
+            log.info("background audit: stopped writing mid-pass, no longer the leader")
         result.duration += time.monotonic() - clock
         for error in result.errors[:10]:
             log.warning("background audit: %s", error)

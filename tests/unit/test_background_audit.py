@@ -13,8 +13,17 @@ from tests.browser.sample import sample_objects
 from tests.unit.helpers import pod
 from webhook.audit import as_judged, audit_objects
 from webhook.core.config import config_from_data
-from webhook.core.reports import DIGEST_ANNOTATION, Reporter
-from webhook.reports import CpuBudget, ObjectStore, PassResult, ReportWriter, audit_pass, slim
+from webhook.core.reports import DIGEST_ANNOTATION, Reporter, ReportSet
+from webhook.reports import (
+    WATCHED,
+    BackgroundAudit,
+    CpuBudget,
+    ObjectStore,
+    PassResult,
+    ReportWriter,
+    audit_pass,
+    slim,
+)
 
 
 def full_objects() -> dict[str, list[dict[str, Any]]]:
@@ -232,3 +241,107 @@ def test_writer_ignores_a_terminating_namespace(writer: tuple[ReportWriter, Fake
     result = PassResult(started=0)
     report_writer.write(reports, result)
     assert result.errors == [] and result.written == 4
+
+
+# ----- the loop: timer, change triggers, leadership -----
+class FakeInformers:
+    def __init__(self) -> None:
+        self.stores: dict[str, ObjectStore] = {}
+        self.synced = True
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+
+class RecordingWriter:
+    kind = "Report"
+
+    def __init__(self) -> None:
+        self.passes: list[ReportSet] = []
+        self.stopped_early = 0
+        self.cleared = 0
+
+    def write(self, reports: ReportSet, result: PassResult, budget: object = None,
+              allowed: Any = lambda: True) -> bool:
+        if not allowed():
+            self.stopped_early += 1
+            return False
+        self.passes.append(reports)
+        return True
+
+    def delete_all(self) -> int:
+        self.cleared += 1
+        return 0
+
+
+def make_loop(config: dict[str, Any], leader: list[bool]) -> tuple[BackgroundAudit, RecordingWriter,
+                                                                    RecordingWriter]:
+    informers = FakeInformers()
+    writer, stale = RecordingWriter(), RecordingWriter()
+    loop = BackgroundAudit(config_from_data({"audit": config}), informers, writer,  # type: ignore[arg-type]
+                           stale_writer=stale, is_leader=lambda: leader[0])  # type: ignore[arg-type]
+    informers.stores = {kind: ObjectStore(kind, loop.changed) for kind in WATCHED}
+    for kind, items in sample_objects().items():
+        informers.stores[kind].replace(items)
+    return loop, writer, stale
+
+
+def wait_until(condition: Any, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_loop_runs_at_once_then_on_changes_after_the_debounce_not_the_interval() -> None:
+    loop, writer, stale = make_loop({"interval": "1h", "debounce": "200ms", "cpuBudget": 1.0}, [True])
+    loop.start()
+    try:
+        wait_until(lambda: len(writer.passes) == 1)
+        assert stale.cleared == 1  # the other format's reports are cleared once, before the first write
+        time.sleep(0.4)
+        assert len(writer.passes) == 1  # nothing changed: no pass until the hour is up
+        started = time.monotonic()
+        loop.informers.stores["NetworkPolicy"].put(
+            {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+             "metadata": {"name": "deny", "namespace": "legacy"},
+             "spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}})
+        wait_until(lambda: len(writer.passes) == 2)
+        assert 0.15 <= time.monotonic() - started < 2.0
+        legacy = writer.passes[-1].namespaced["legacy"]
+        assert {r["result"] for r in legacy["results"]} == {"pass"}
+        assert stale.cleared == 1
+    finally:
+        loop.stop()
+    assert not loop.thread.is_alive()
+
+
+def test_loop_writes_only_as_leader_and_at_once_on_becoming_one() -> None:
+    leader = [False]
+    loop, writer, _ = make_loop({"interval": "1h", "debounce": "50ms"}, leader)
+    loop.start()
+    try:
+        time.sleep(0.4)
+        assert writer.passes == []
+        leader[0] = True
+        loop.leadership_changed()
+        wait_until(lambda: len(writer.passes) == 1, timeout=2.0)
+    finally:
+        loop.stop()
+
+
+def test_a_pass_stops_writing_when_leadership_is_lost_midway() -> None:
+    leader = [True]
+    loop, writer, _ = make_loop({"interval": "1h"}, leader)
+    original = loop.writer.write
+
+    def lose_then_write(*args: Any, **kwargs: Any) -> bool:
+        leader[0] = False  # lost between judging and writing
+        return original(*args, **kwargs)  # type: ignore[no-any-return]
+
+    loop.writer.write = lose_then_write  # type: ignore[method-assign]
+    loop.run_once()
+    assert writer.passes == [] and writer.stopped_early == 1

@@ -135,7 +135,7 @@ def serve(config: Config) -> int:
             return EXIT_STARTUP
         from webhook.reports import BackgroundAudit
 
-        background = BackgroundAudit(config, settings.kubeconfig, on_pass=app.state.metrics.observe_audit)
+        background = BackgroundAudit.connect(config, settings.kubeconfig, on_pass=app.state.metrics.observe_audit)
     uconfig = uvicorn.Config(
         app, host=settings.host, port=settings.port, loop="none", http="httptools", ws="none", lifespan="off",
         log_config=None, access_log=False, server_header=False, proxy_headers=False,
