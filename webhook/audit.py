@@ -1,27 +1,29 @@
 """`netpol-guard audit`: judge what already runs in a cluster with the same engine as the webhook.
 
-Every top-level workload (objects owned by one of the seven controller kinds are
-judged through their controller's template; a Pod run by any other controller,
-such as an operator's custom resource, is judged itself), every NetworkPolicy
-and every Namespace is judged as if it were created now, against the cluster's
-live Namespaces and NetworkPolicies. The background audit of `serve`
-(webhook.reports) judges its informer cache through the same `judge_objects`.
+Every top-level workload, every NetworkPolicy and every Namespace is judged as if
+it were created now, against the cluster's live Namespaces and NetworkPolicies.
+An object owned by a controller we audit (a Pod of a ReplicaSet, a ReplicaSet of a
+Deployment) is judged through that controller's template; one owned by anything
+else (Argo Rollouts, OpenKruise, KubeVirt) is judged itself, so nothing goes
+unreported. An object we cannot read is reported as an error and the audit goes on.
+The background audit of `serve` (webhook.reports) judges its informer cache through
+the same `cluster_state` and `judge_objects`, one object at a time.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 from webhook.check import CheckReport, CheckResult, judge_as_created
 from webhook.core.config import Config
-from webhook.core.engine import Engine
+from webhook.core.engine import Decision, Engine
 from webhook.core.errors import ObjectError
-from webhook.core.netpol import parse_network_policy
+from webhook.core.netpol import NetworkPolicy, parse_network_policy
 from webhook.core.reports import Judged, object_ref
-from webhook.core.state import ClusterState, ClusterView, parse_namespace
+from webhook.core.state import ClusterState, ClusterView, NamespaceInfo, parse_namespace
 from webhook.errors import AuditError as AuditError  # re-exported: raised here
 from webhook.kubeclient import load_configuration
 from webhook.loading import CLUSTER, Manifest
@@ -39,23 +41,15 @@ LISTED: tuple[tuple[str, str, str], ...] = (
     ("Job", "BatchV1Api", "list_job_for_all_namespaces"),
     ("Pod", "CoreV1Api", "list_pod_for_all_namespaces"),
 )
-KIND_ORDER = tuple(kind for kind, _, _ in LISTED)
-
-# (API group, kind) of the controllers whose pod templates are judged: what they control is judged through them.
-CONTROLLERS = frozenset({
+# Owners whose pod template the audit judges: (API group, kind). A same-named kind of another group
+# (OpenKruise's apps.kruise.io StatefulSet) is not one of them.
+AUDITED_OWNERS = frozenset({
     ("apps", "Deployment"), ("apps", "StatefulSet"), ("apps", "DaemonSet"), ("apps", "ReplicaSet"),
-    ("", "ReplicationController"), ("batch", "Job"), ("batch", "CronJob"),
+    ("", "ReplicationController"), ("batch", "CronJob"), ("batch", "Job"),
 })
-
-
-
-@dataclass(frozen=True)
-class Unreadable:
-    """An object the engine could not read (the background audit reports it as an error result)."""
-
-    manifest: Manifest
-    namespace: str
-    error: str
+PAGE_SIZE = 500
+KIND_ORDER = tuple(kind for kind, _, _ in LISTED)
+Objects = Mapping[str, Sequence[Mapping[str, Any]]]  # kind -> raw items, as the API server returns them
 
 
 @dataclass(frozen=True)
@@ -68,39 +62,60 @@ class AuditRun:
 
 
 def run_audit(config: Config, kubeconfig: str | None) -> AuditRun:
-    return audit_objects(config, dict(_list_all(kubeconfig)))
+    return audit_run(config, dict(_list_all(kubeconfig)))
 
 
-def audit_objects(config: Config, objects: Mapping[str, list[Mapping[str, Any]]]) -> AuditRun:
-    """The audit of listed objects (kind -> raw objects); raises AuditError for an unreadable one."""
+def audit_objects(config: Config, objects: Objects) -> CheckReport:
+    """Judge listed objects (kind -> raw items, as the API server returns them)."""
+    return audit_run(config, objects).report
+
+
+def audit_run(config: Config, objects: Objects) -> AuditRun:
+    state, errors = cluster_state(config, objects)
+    results = list(judge_objects(Engine(config), state, objects, errors))
+    return AuditRun(CheckReport(results), state, namespace_uids(objects.get("Namespace", [])))
+
+
+def cluster_state(config: Config, objects: Objects) -> tuple[ClusterState, dict[tuple[str, int], CheckResult]]:
+    """The Namespaces and NetworkPolicies as the engine's view, and the error results of the unreadable ones
+    by (kind, index)."""
+    errors: dict[tuple[str, int], CheckResult] = {}  # (kind, index) of what could not be read
+    namespaces: list[NamespaceInfo] = []
+    for index, obj in enumerate(objects.get("Namespace", [])):
+        try:
+            namespaces.append(parse_namespace(obj))
+        except ObjectError as error:
+            errors["Namespace", index] = _error(_manifest("Namespace", index, obj), config, error)
+    policies: list[NetworkPolicy] = []
+    unreadable: list[tuple[str, str, str]] = []
+    for index, obj in enumerate(objects.get("NetworkPolicy", [])):
+        try:
+            policies.append(parse_network_policy(obj))
+        except ObjectError as error:
+            manifest = _manifest("NetworkPolicy", index, obj)
+            unreadable.append((manifest.namespace("default"), manifest.name, str(error)))
+            errors["NetworkPolicy", index] = _error(manifest, config, error)
     state = ClusterState()
-    try:
-        state.replace_all(
-            (parse_namespace(o) for o in objects.get("Namespace", ())),
-            (parse_network_policy(o) for o in objects.get("NetworkPolicy", ())),
-        )
-    except ObjectError as error:
-        raise AuditError(f"unreadable object in the cluster: {error}") from None
-    results = []
-    for judged in judge_objects(Engine(config), state, objects):
-        if isinstance(judged, Unreadable):
-            raise AuditError(f"{judged.manifest.where}: {judged.error}")
-        results.append(judged)
-    return AuditRun(CheckReport(results), state, namespace_uids(objects.get("Namespace", ())))
+    state.replace_all(namespaces, policies, unreadable)
+    return state, errors
 
 
-def judge_objects(engine: Engine, view: ClusterView, objects: Mapping[str, Iterable[Mapping[str, Any]]]
-                  ) -> Iterator[CheckResult | Unreadable]:
-    """Judge every listed object (by kind, in KIND_ORDER) as if created now; one at a time, lazily."""
+def judge_objects(engine: Engine, view: ClusterView, objects: Objects,
+                  errors: Mapping[tuple[str, int], CheckResult]) -> Iterator[CheckResult]:
+    """Judge every listed object as if created now, in KIND_ORDER; lazily, one at a time."""
+    config = engine.config
     for kind in KIND_ORDER:
-        for index, obj in enumerate(objects.get(kind, ())):
-            if controlled_by_judged_kind(obj):
+        for index, obj in enumerate(objects.get(kind, [])):
+            if (kind, index) in errors:
+                yield errors[kind, index]
+                continue
+            if _controlled_by_audited_kind(obj):
                 continue  # judged through its controller's pod template
-            manifest = Manifest(source=CLUSTER, document=index + 1, obj={**obj, "kind": kind})
+            manifest = _manifest(kind, index, obj)
             try:
                 result = judge_as_created(engine, view, manifest, "default")
             except ObjectError as error:
-                yield Unreadable(manifest, "" if kind == "Namespace" else manifest.namespace("default"), str(error))
+                yield _error(manifest, config, error)
                 continue
             if kind == "Namespace":
                 # protected-labels judges label *changes*; labels a namespace already has are not one.
@@ -109,26 +124,12 @@ def judge_objects(engine: Engine, view: ClusterView, objects: Mapping[str, Itera
             yield result
 
 
-def as_judged(item: CheckResult | Unreadable) -> Judged:
+def as_judged(result: CheckResult) -> Judged:
     """An audit result as the report builder takes it."""
-    ref = object_ref(item.manifest.obj, item.manifest.kind, item.namespace)
-    if isinstance(item, Unreadable):
-        return Judged(ref, None, item.error)
-    return Judged(ref, item.decision)
-
-
-def controlled_by_judged_kind(obj: Mapping[str, Any]) -> bool:
-    """True when the object's controller is one of the seven kinds whose templates are judged."""
-    metadata = obj.get("metadata")
-    owners = metadata.get("ownerReferences") if isinstance(metadata, Mapping) else None
-    if not isinstance(owners, list):
-        return False
-    for owner in owners:
-        if isinstance(owner, Mapping) and owner.get("controller") is True:
-            api_version = str(owner.get("apiVersion") or "")
-            group = api_version.rpartition("/")[0]
-            return (group, str(owner.get("kind") or "")) in CONTROLLERS
-    return False
+    ref = object_ref(result.manifest.obj, result.manifest.kind, result.namespace)
+    if result.error is not None:
+        return Judged(ref, None, result.error)
+    return Judged(ref, result.decision)
 
 
 def namespace_uids(namespaces: Iterable[Mapping[str, Any]]) -> dict[str, str]:
@@ -140,18 +141,58 @@ def namespace_uids(namespaces: Iterable[Mapping[str, Any]]) -> dict[str, str]:
     return uids
 
 
+def _manifest(kind: str, index: int, obj: Mapping[str, Any]) -> Manifest:
+    return Manifest(source=CLUSTER, document=index + 1, obj={**obj, "kind": kind})
+
+
+def _error(manifest: Manifest, config: Config, error: ObjectError) -> CheckResult:
+    namespace = "" if manifest.kind == "Namespace" else manifest.namespace("default")
+    decision = Decision(kind=manifest.kind, namespace=namespace, name=manifest.name, mode=config.mode, judged=False)
+    return CheckResult(manifest, namespace, decision, error=f"cannot be read: {error}")
+
+
+def controlled_by_audited_kind(obj: Mapping[str, Any]) -> bool:
+    """True when the object's controller is one of the seven kinds whose pod templates are judged."""
+    return _controlled_by_audited_kind(obj)
+
+
+def _controlled_by_audited_kind(obj: Mapping[str, Any]) -> bool:
+    metadata = obj.get("metadata")
+    owners = (metadata.get("ownerReferences") if isinstance(metadata, Mapping) else None) or []
+    for owner in owners:
+        if not isinstance(owner, Mapping) or not owner.get("controller"):
+            continue
+        api_version = owner.get("apiVersion")
+        group = api_version.rpartition("/")[0] if isinstance(api_version, str) else None
+        if (group, owner.get("kind")) in AUDITED_OWNERS:
+            return True
+    return False
+
+
 def _list_all(kubeconfig: str | None) -> Iterator[tuple[str, list[Mapping[str, Any]]]]:
     from kubernetes import client
 
     api = client.ApiClient(load_configuration(kubeconfig))
     for kind, api_class, method in LISTED:
         lister = getattr(getattr(client, api_class)(api), method)
-        try:
-            # Raw camelCase JSON, exactly like manifests, so the core reads both the same way.
-            response = lister(_preload_content=False, _request_timeout=30)
-            body = json.loads(response.data)
-        except Exception as error:  # the client raises ApiException, urllib3 and socket errors
-            status = getattr(error, "status", None)
-            why = f"HTTP {status} {getattr(error, 'reason', '')}".strip() if status else str(error).splitlines()[0]
-            raise AuditError(f"cannot list {kind}s: {why}") from None
-        yield kind, [item for item in body.get("items") or [] if isinstance(item, Mapping)]
+        items: list[Mapping[str, Any]] = []
+        token: str | None = None
+        while True:
+            try:
+                # Raw camelCase JSON, exactly like manifests, so the core reads both the same way; paginated
+                # with limit/continue so a large cluster never needs one huge response.
+                kwargs: dict[str, Any] = {"limit": PAGE_SIZE, "_preload_content": False, "_request_timeout": 30}
+                if token:
+                    kwargs["_continue"] = token
+                response = lister(**kwargs)
+                body = json.loads(response.data)
+            except Exception as error:  # the client raises ApiException, urllib3 and socket errors
+                status = getattr(error, "status", None)
+                why = (f"HTTP {status} {getattr(error, 'reason', '')}".strip() if status
+                       else str(error).splitlines()[0])
+                raise AuditError(f"cannot list {kind}s: {why}") from None
+            items.extend(item for item in body.get("items") or [] if isinstance(item, Mapping))
+            token = (body.get("metadata") or {}).get("continue")
+            if not token:
+                break
+        yield kind, items

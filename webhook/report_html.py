@@ -113,6 +113,7 @@ def render_html(run: AuditRun, config: Config, *, now: datetime.datetime | None 
         for violation in result.decision.violations:
             by_rule[violation.rule] += 1
             violations.append((result, violation))
+    unreadable = [r for r in run.report.results if r.error is not None]
     objects = len(run.report.results)
     denied = sum(1 for r in run.report.results if not r.decision.allowed)
     stamp = (now or datetime.datetime.now(datetime.UTC)).strftime("%Y-%m-%d %H:%M UTC")
@@ -131,7 +132,7 @@ def render_html(run: AuditRun, config: Config, *, now: datetime.datetime | None 
     cards = [("namespaces", len(rows), ""), ("covered", statuses["covered"], "covered"),
              ("partial", statuses["partial"], "partial"), ("uncovered", statuses["uncovered"], "uncovered"),
              ("exempt", statuses["exempt"], "exempt"), ("violations", len(violations), "uncovered"),
-             ("objects denied", denied, "uncovered")]
+             ("objects denied", denied, "uncovered"), ("unreadable", len(unreadable), "partial")]
     for label, count, css in cards:
         key = label.replace(" ", "-")
         out.append(f"<div class=\"card {css}\" data-card=\"{key}\"><b id=\"count-{key}\">{count}</b>"
@@ -182,6 +183,15 @@ def render_html(run: AuditRun, config: Config, *, now: datetime.datetime | None 
             f"<td><span class=\"badge b-{violation.action}\">{violation.action}</span></td>"
             f"<td>{escape(violation.rule)}</td><td>{escape(result.manifest.kind)} {escape(where)}</td>"
             f"<td class=\"msg\">{escape(violation.text)}</td></tr>"
+        )
+    for result in unreadable:  # objects the engine could not read: nothing was judged, say so
+        where = f"{result.namespace}/{result.manifest.name}" if result.namespace else result.manifest.name
+        out.append(
+            f"<tr data-namespace=\"{escape(result.namespace)}\" data-name=\"{escape(result.manifest.name)}\" "
+            f"data-rule=\"unreadable-object\" data-coverage=\"{status.get(result.namespace, '')}\">"
+            f"<td><span class=\"badge b-warn\">error</span></td><td>unreadable-object</td>"
+            f"<td>{escape(result.manifest.kind)} {escape(where)}</td>"
+            f"<td class=\"msg\">{escape(result.error or '')}</td></tr>"
         )
     out.append("</tbody></table></main>")
     out.append(f"<script>{_SCRIPT}</script></body></html>\n")

@@ -8,7 +8,7 @@ It is a thin shell around the same pieces as `netpol-guard audit`:
   Namespaces, NetworkPolicies, the seven controller kinds and Pods, each object
   kept in a slim copy (identity, owner, pod-template labels and hostNetwork) so
   20,000 workloads cost megabytes, not the size of their specs;
-- `audit.judge_objects` over a snapshot of that cache (the engine of the webhook),
+- `audit.cluster_state` and `audit.judge_objects` over a snapshot of that cache (the engine of the webhook),
   then `core.reports.Reporter` for the report objects;
 - a writer that creates or replaces one report per namespace and the cluster
   report by name, skips reports whose results did not change (a digest
@@ -31,14 +31,11 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
-from webhook.audit import KIND_ORDER, Unreadable, as_judged, judge_objects
+from webhook.audit import KIND_ORDER, Objects, as_judged, cluster_state, judge_objects, namespace_uids
 from webhook.cluster.reflector import KubernetesSource, _Reflector, _short
 from webhook.core.config import Config
 from webhook.core.engine import Engine
-from webhook.core.errors import ObjectError
-from webhook.core.netpol import NetworkPolicy, parse_network_policy
 from webhook.core.reports import DIGEST_ANNOTATION, MANAGED_BY, REPORT_NAME, Reporter, ReportSet, report_kind
-from webhook.core.state import ClusterState, NamespaceInfo, parse_namespace
 from webhook.core.workloads import TEMPLATE_PATHS
 from webhook.kubeclient import load_configuration
 
@@ -277,51 +274,23 @@ class CpuBudget:
             self._mark = time.thread_time()
 
 
-def build_state(namespaces: Iterable[Mapping[str, Any]], policies: Iterable[Mapping[str, Any]]) -> ClusterState:
-    """A ClusterState from raw objects, skipping unreadable ones (judging them reports them as errors)."""
-    infos: list[NamespaceInfo] = []
-    parsed: list[NetworkPolicy] = []
-    for obj in namespaces:
-        try:
-            infos.append(parse_namespace(obj))
-        except ObjectError:
-            continue
-    for obj in policies:
-        try:
-            metadata = obj.get("metadata")
-            namespace = metadata.get("namespace") if isinstance(metadata, Mapping) else None
-            parsed.append(parse_network_policy(obj, namespace if isinstance(namespace, str) else "default"))
-        except ObjectError:
-            continue
-    state = ClusterState()
-    state.replace_all(infos, parsed)
-    return state
-
-
-def audit_pass(config: Config, objects: Mapping[str, list[dict[str, Any]]], budget: CpuBudget | None = None
+def audit_pass(config: Config, objects: Objects, budget: CpuBudget | None = None
                ) -> tuple[ReportSet, PassResult]:
     """Judge a snapshot of the cache and build every report; pure apart from the budget's sleeps."""
     result = PassResult(started=time.time())
     clock = time.monotonic()
-    state = build_state(objects.get("Namespace", ()), objects.get("NetworkPolicy", ()))
-    engine = Engine(config)
+    state, errors = cluster_state(config, objects)
     judged = []
-    for index, item in enumerate(judge_objects(engine, state, objects)):
+    for index, item in enumerate(judge_objects(Engine(config), state, objects, errors)):
         judged.append(as_judged(item))
-        if not isinstance(item, Unreadable):
-            for violation in item.decision.violations:
-                key = (violation.rule, item.namespace)
-                result.violations[key] = result.violations.get(key, 0) + 1
+        for violation in item.decision.violations:
+            key = (violation.rule, item.namespace)
+            result.violations[key] = result.violations.get(key, 0) + 1
         if budget is not None and index % SLICE == SLICE - 1:
             budget.check()
     result.objects = len(judged)
-    uids = {}
-    for obj in objects.get("Namespace", ()):
-        metadata = obj.get("metadata")
-        if isinstance(metadata, Mapping) and isinstance(metadata.get("name"), str):
-            uids[metadata["name"]] = str(metadata.get("uid") or "")
-    reporter = Reporter(config)
-    reports = reporter.build(judged, state, uids, int(result.started))
+    reports = Reporter(config).build(judged, state, namespace_uids(objects.get("Namespace", [])),
+                                     int(result.started))
     for name in reports.namespaced:
         coverage = state.coverage(name)
         result.coverage[name] = (coverage.ingress, coverage.egress)

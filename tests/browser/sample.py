@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from webhook.audit import AuditRun, audit_objects
+from webhook.audit import AuditRun, audit_run
 from webhook.core.config import Config, config_from_data
 from webhook.report_html import render_html
 
@@ -53,7 +53,7 @@ def sample_objects() -> dict[str, list[dict[str, Any]]]:
 
 
 def sample_run(config: Config | None = None) -> AuditRun:
-    return audit_objects(config or config_from_data({}), sample_objects())
+    return audit_run(config or config_from_data({}), sample_objects())
 
 
 def sample_page() -> str:

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from tests.browser.chromium import dump_dom, screenshot
-from tests.browser.sample import NOW, sample_page, sample_run
+from tests.browser.sample import NOW, sample_objects, sample_page, sample_run
+from webhook.audit import audit_run
 from webhook.core.config import config_from_data
 from webhook.report_html import render_html
 
@@ -70,7 +71,7 @@ def test_page_renders_summary_and_namespace_coverage(page: Path) -> None:
     counts = {key: int(dom.by_id[f"count-{key}"]) for key in
               ("namespaces", "covered", "partial", "uncovered", "exempt", "violations", "objects-denied")}
     assert counts == {"namespaces": 5, "covered": 2, "partial": 1, "uncovered": 1, "exempt": 1,
-                      "violations": 6, "objects-denied": 5}
+                      "violations": 9, "objects-denied": 5}
     rows = {r["data-namespace"]: r for r in dom.rows["namespaces"]}
     assert {n: r["data-coverage"] for n, r in rows.items()} == {
         "half": "partial", "kube-system": "exempt", "legacy": "uncovered", "payments": "covered", "shop": "covered"}
@@ -79,7 +80,7 @@ def test_page_renders_summary_and_namespace_coverage(page: Path) -> None:
     assert re.search(r"isolated\s+by deny-ingress.*isolated\s+by deny-egress, to-internet", payments)
     assert "open" in str(rows["legacy"]["text"]) and "deny-all-coverage: 2" in str(rows["legacy"]["text"])
     assert visible(dom.rows["namespaces"]) == ["half", "kube-system", "legacy", "payments", "shop"]
-    assert dom.by_id["shown"] == "5" and dom.by_id["vshown"] == "6"
+    assert dom.by_id["shown"] == "5" and dom.by_id["vshown"] == "9"
     rules = {r["data-rule"]: r for r in dom.rows["rules"]}
     assert sorted(rules) == ["allow-all-ingress", "broad-cidr", "deny-all-coverage", "host-network",
                              "metadata-endpoint"]
@@ -114,3 +115,13 @@ def test_page_is_self_contained_and_escapes_cluster_text() -> None:
     hostile = sample_run(config)
     hostile.report.results[0].manifest.obj["metadata"]["name"] = "<script>alert(1)</script>"  # type: ignore[index]
     assert "<script>alert(1)" not in render_html(hostile, config, now=NOW)
+
+
+def test_unreadable_objects_are_listed_as_errors() -> None:
+    config = config_from_data({})
+    objects = sample_objects()
+    objects["Deployment"].append({"apiVersion": "apps/v1", "kind": "Deployment",
+                                  "metadata": {"name": "odd", "namespace": "legacy"}, "spec": {"template": 7}})
+    text = render_html(audit_run(config, objects), config, now=NOW)
+    assert '<b id="count-unreadable">1</b>' in text
+    assert 'data-name="odd" data-rule="unreadable-object"' in text and "cannot be read: spec.template" in text

@@ -11,7 +11,7 @@ import pytest
 
 from tests.browser.sample import sample_objects
 from tests.unit.helpers import pod
-from webhook.audit import as_judged, audit_objects
+from webhook.audit import as_judged, audit_run
 from webhook.core.config import config_from_data
 from webhook.core.reports import DIGEST_ANNOTATION, Reporter, ReportSet
 from webhook.reports import (
@@ -56,7 +56,7 @@ def test_judging_slim_copies_gives_the_same_reports_as_the_full_objects() -> Non
     # The same judgement of the full objects, through the CLI audit's path (minus the unreadable one).
     readable = copy.deepcopy(full)
     readable["Deployment"] = readable["Deployment"][:-1]
-    run = audit_objects(config, readable)
+    run = audit_run(config, readable)
     expected = Reporter(config).build([as_judged(r) for r in run.report.results], run.state,
                                       run.namespace_uids, int(result.started))
     for name, report in expected.namespaced.items():

@@ -6,10 +6,9 @@ from typing import Any
 
 import pytest
 
-from tests.unit.helpers import deny_all, namespace, netpol, pod, state
-from webhook.audit import as_judged, controlled_by_judged_kind, judge_objects, namespace_uids
+from tests.unit.helpers import deny_all, namespace, netpol, pod
+from webhook.audit import as_judged, audit_run, controlled_by_audited_kind
 from webhook.core.config import ConfigError, config_from_data
-from webhook.core.engine import Engine
 from webhook.core.reports import DIGEST_ANNOTATION, OMITTED_ANNOTATION, Reporter, ReportSet
 
 T0 = 1_790_000_000
@@ -34,9 +33,9 @@ def with_uid(obj: dict[str, Any], uid: str) -> dict[str, Any]:
 def reports(objects: dict[str, list[dict[str, Any]]], config: dict[str, Any] | None = None,
             timestamp: int = T0) -> ReportSet:
     cfg = config_from_data(config or {})
-    view = state(*objects.get("Namespace", []), *objects.get("NetworkPolicy", []))
-    judged = [as_judged(item) for item in judge_objects(Engine(cfg), view, objects)]
-    return Reporter(cfg).build(judged, view, namespace_uids(objects.get("Namespace", [])), timestamp)
+    run = audit_run(cfg, objects)
+    judged = [as_judged(item) for item in run.report.results]
+    return Reporter(cfg).build(judged, run.state, run.namespace_uids, timestamp)
 
 
 def cluster(**extra: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
@@ -128,7 +127,7 @@ def test_rules_turned_off_or_exempted_report_nothing_not_even_a_pass() -> None:
     out = reports(cluster(), {"rules": {"deny-all-coverage": {"action": "off"},
                                         "broad-cidr": {"exemptNamespaces": ["shop"]}}})
     assert out.namespaced["legacy"]["results"] == []
-    assert [r["policy"] for r in out.namespaced["shop"]["results"]] == ["metadata-endpoint"]
+    assert {r["policy"] for r in out.namespaced["shop"]["results"]} == {"metadata-endpoint"}
 
 
 def test_severity_is_configurable_per_rule() -> None:
@@ -156,7 +155,7 @@ def test_truncation_keeps_failures_first_and_counts_everything() -> None:
     assert legacy["summary"]["fail"] == 13  # api + d00..d11, also those left out
     assert legacy["metadata"]["annotations"][OMITTED_ANNOTATION] == "8"
     assert legacy["configuration"]["limits"]["maxResults"] == 5
-    assert OMITTED_ANNOTATION not in out.namespaced["shop"]["metadata"]["annotations"]
+    assert OMITTED_ANNOTATION not in reports(cluster()).namespaced["shop"]["metadata"]["annotations"]
     # Passes go first when something must go.
     many = [netpol(f"wide-{i}", "shop", policyTypes=["Ingress"], ingress=[{}]) for i in range(3)]
     shop = reports(cluster(NetworkPolicy=many), {"audit": {"maxResults": 3}}).namespaced["shop"]
@@ -178,11 +177,14 @@ def test_cluster_report_holds_cluster_scoped_findings() -> None:
     assert out.cluster["kind"] == "ClusterReport" and out.cluster["results"] == []
     bad_ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "", "labels": {}}}
     cfg = config_from_data({})
-    view = state(namespace("shop"))
-    judged = [as_judged(i) for i in judge_objects(Engine(cfg), view, {"Namespace": [bad_ns]})]
-    # A nameless namespace is not judged (no kind opinion) but must not crash; the cluster report stays valid.
-    built = Reporter(cfg).build(judged, view, {"shop": ""}, T0)
-    assert built.cluster["summary"]["error"] == len([r for r in built.cluster["results"] if r["result"] == "error"])
+    run = audit_run(cfg, {"Namespace": [namespace("shop"), bad_ns]})
+    judged = [as_judged(i) for i in run.report.results]
+    # A nameless namespace cannot be read: an error result in the cluster report, not a crash.
+    built = Reporter(cfg).build(judged, run.state, run.namespace_uids, T0)
+    assert [r["result"] for r in built.cluster["results"]] == ["error"]
+    assert built.cluster["results"][0]["policy"] == "unreadable-object"
+    assert "metadata.name" in built.cluster["results"][0]["message"]
+    assert built.cluster["summary"]["error"] == 1
 
 
 def test_digest_ignores_timestamps_and_follows_results() -> None:
@@ -203,7 +205,7 @@ def test_pods_of_other_controllers_are_judged_themselves() -> None:
     by_operator = pod("db-0", "legacy")
     by_operator["metadata"]["ownerReferences"] = [{"apiVersion": "example.com/v1", "kind": "Database",
                                                    "name": "db", "uid": "2", "controller": True}]
-    assert controlled_by_judged_kind(by_rs) and not controlled_by_judged_kind(by_operator)
+    assert controlled_by_audited_kind(by_rs) and not controlled_by_audited_kind(by_operator)
     legacy = reports(cluster(Pod=[by_rs, by_operator])).namespaced["legacy"]
     names = {r["resources"][0]["name"] for r in legacy["results"]}
     assert names == {"api", "db-0"}
