@@ -20,6 +20,7 @@ import yaml
 from webhook.core.config import Config, ConfigError, config_from_data
 from webhook.core.errors import ObjectError
 from webhook.core.netpol import NetworkPolicy, parse_network_policy
+from webhook.core.objects import name_of, namespace_of
 from webhook.core.state import ClusterState, NamespaceInfo, parse_namespace
 from webhook.errors import InputError as InputError  # re-exported: raised here
 
@@ -63,19 +64,11 @@ class Manifest:
         return str(self.obj.get("kind", ""))
 
     def namespace(self, default: str) -> str:
-        metadata = self.obj.get("metadata") or {}
-        value = metadata.get("namespace") if isinstance(metadata, Mapping) else None
-        return value if isinstance(value, str) and value else default
+        return namespace_of(self.obj, default)
 
     @property
     def name(self) -> str:
-        metadata = self.obj.get("metadata") or {}
-        if not isinstance(metadata, Mapping):
-            return ""
-        name = metadata.get("name") or ""
-        if not name and metadata.get("generateName"):
-            return f"{metadata['generateName']}*"
-        return str(name)
+        return name_of(self.obj)
 
 
 def expand_paths(paths: Iterable[str]) -> list[str]:

@@ -10,19 +10,21 @@ refusing: a deny-all applied a moment earlier is never missed.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from webhook.core.config import SYSTEM_NAMESPACES, Config, Mode
 from webhook.core.coverage import NOT_ISOLATED, Isolation, isolation_of, namespace_coverage
 from webhook.core.errors import ObjectError
 from webhook.core.netpol import NetworkPolicy, parse_network_policy
-from webhook.core.rules import CATALOGUE, Finding, normalised_cidr_notes, policy_findings
+from webhook.core.objects import NAME_LABEL, labels_of, name_of
+from webhook.core.rules import CATALOGUE, Finding, Violation, normalised_cidr_notes, policy_findings
 from webhook.core.selectors import LabelSelector
-from webhook.core.state import NAME_LABEL, ClusterView
+from webhook.core.state import ClusterView
 from webhook.core.workloads import TEMPLATE_PATHS, WORKLOAD_KINDS, PodTemplate, pod_template
 
 Operation = Literal["CREATE", "UPDATE", "DELETE", "CONNECT"]
+__all__ = ["JUDGED_KINDS", "Decision", "Engine", "Operation", "Request", "User", "Violation", "default_deny_json"]
 JUDGED_KINDS = WORKLOAD_KINDS | {"NetworkPolicy", "Namespace"}
 
 
@@ -44,18 +46,6 @@ class Request:
     old_object: Mapping[str, Any] | None = None
     user: User = User()
     dry_run: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Violation:
-    rule: str
-    action: Literal["deny", "warn"]
-    message: str  # one line
-    fix: str | None = None
-
-    @property
-    def text(self) -> str:
-        return self.message if self.fix is None else f"{self.message}\n{self.fix}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +170,25 @@ class Engine:
             confirm_namespace=namespace if denies_on_policies else None, notes=tuple(context.notes),
         )
 
+    def uncovered_namespaces(self, view: ClusterView) -> list[tuple[str, Mode]]:
+        """(namespace, mode) of every namespace the rules apply to that lacks namespace-wide deny-all coverage.
+
+        What metrics and alerts watch: in enforce mode this should stay empty; a namespace here lost its coverage
+        past the webhook (several replicas racing, an outage with failurePolicy Ignore, a direct etcd write).
+        """
+        found: list[tuple[str, Mode]] = []
+        selector = self._exempt_selector
+        for info in view.all_namespaces():
+            if info.terminating or info.name in self._exempt_names:
+                continue
+            if selector is not None and selector.matches(info.labels):
+                continue
+            if info.name in self.config.rules.deny_all_coverage.exempt_namespaces:
+                continue
+            if not view.coverage(info.name).complete:
+                found.append((info.name, self.mode_for_namespace(info.labels)))
+        return found
+
     def mode_for_namespace(self, labels: Mapping[str, str]) -> Mode:
         for selector, mode in self._overrides:
             if selector.matches(labels):
@@ -218,7 +227,7 @@ class Engine:
             action: Literal["deny", "warn"] = (
                 "deny" if settings.action == "enforce" and context.mode == "enforce" else "warn"
             )
-            violations.append(Violation(finding.rule, action, finding.message, finding.fix))
+            violations.append(finding if finding.action == action else replace(finding, action=action))
         return tuple(violations)
 
     # ----- workloads -----
@@ -228,7 +237,7 @@ class Engine:
             return
         pod_update = request.kind == "Pod" and request.operation == "UPDATE"
         if pod_update and (self.config.coverage != "pod" or (
-                request.old_object is not None and dict(_labels_of(request.old_object)) == dict(template.labels))):
+                request.old_object is not None and labels_of(request.old_object) == dict(template.labels))):
             # A Pod's namespace never changes: only in pod mode, and only a label change, can alter its coverage.
             # (Controllers' finalizer and annotation updates on existing pods are never refused.)
             return
@@ -321,8 +330,8 @@ class Engine:
             ))
         if not self._protected_keys:
             return
-        new = _labels_of(request.object)
-        old = _labels_of(request.old_object) if request.operation == "UPDATE" else {}
+        new = labels_of(request.object)
+        old = labels_of(request.old_object) if request.operation == "UPDATE" else {}
         changes = []
         for key in sorted(self._protected_keys):
             before, after = old.get(key), new.get(key)
@@ -411,18 +420,6 @@ def default_deny_json(namespace: str, directions: Sequence[str]) -> str:
     )
 
 
-def _labels_of(obj: Mapping[str, Any] | None) -> Mapping[str, str]:
-    if obj is None:
-        return {}
-    metadata = obj.get("metadata") or {}
-    if not isinstance(metadata, Mapping):
-        raise ObjectError("metadata", "must be a mapping")
-    labels = metadata.get("labels") or {}
-    if not isinstance(labels, Mapping):
-        raise ObjectError("metadata.labels", "must be a mapping")
-    return labels
-
-
 def _template_unchanged(request: Request) -> bool:
     """True for an UPDATE of a controller whose pod template (old vs new) is exactly the same."""
     if request.operation != "UPDATE" or request.kind == "Pod" or request.old_object is None or request.object is None:
@@ -446,12 +443,5 @@ def _cached_policy(view: ClusterView, namespace: str, name: str) -> NetworkPolic
 
 
 def _object_name(request: Request, obj: Mapping[str, Any] | None) -> str:
-    name = request.name
-    if not name and isinstance(obj, Mapping):
-        metadata = obj.get("metadata") or {}
-        if isinstance(metadata, Mapping):
-            name = metadata.get("name") or (
-                f"{metadata['generateName']}*" if metadata.get("generateName") else ""
-            )
-    name = name or "(unnamed)"
+    name = request.name or name_of(obj) or "(unnamed)"
     return f"{request.namespace}/{name}" if request.namespace and request.kind != "Namespace" else name

@@ -14,8 +14,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from webhook.core.netpol import IPBlock, IPNetwork, Port
+from webhook.core.objects import NAME_LABEL
 from webhook.core.selectors import LabelSelector
-from webhook.core.state import NAME_LABEL
 
 ALL_PORTS = 65535  # ports 1-65535 of one protocol
 

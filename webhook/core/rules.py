@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from webhook.core.config import Config, MetadataEndpointSettings, OpenPort
 from webhook.core.netpol import IPBlock, NetworkPolicy, Port, Rule
+from webhook.core.objects import NAME_LABEL
 from webhook.core.reach import (
     address_union,
     block_limit,
@@ -21,7 +23,7 @@ from webhook.core.reach import (
     selects_every_namespace_by_construction,
     too_broad,
 )
-from webhook.core.state import NAME_LABEL, NamespaceInfo
+from webhook.core.state import NamespaceInfo
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,14 +60,24 @@ CATALOGUE: tuple[RuleInfo, ...] = (
 
 
 @dataclass(frozen=True, slots=True)
-class Finding:
+class Violation:
+    """A rule broken by an object: what the checks find and what decisions carry (one type for both).
+
+    The checks produce it with action "deny", what it does when the rule is enforced; the engine then lowers it
+    to "warn" (a `warn` rule, or audit mode) or drops it (rule `off`, namespace exempt from the rule).
+    """
+
     rule: str
     message: str  # one line: rule id, object, why
     fix: str | None = None  # one line: what to do about it
+    action: Literal["deny", "warn"] = "deny"
 
     @property
     def text(self) -> str:
         return self.message if self.fix is None else f"{self.message}\n{self.fix}"
+
+
+Finding = Violation  # what a check returns before the engine applies the rule's action
 
 
 def policy_findings(

@@ -16,9 +16,8 @@ from typing import Any, Protocol
 from webhook.core.coverage import Isolation, namespace_coverage
 from webhook.core.errors import ObjectError
 from webhook.core.netpol import NetworkPolicy
-
-# The API server sets this label on every namespace (since 1.21); selectors may use it.
-NAME_LABEL = "kubernetes.io/metadata.name"
+from webhook.core.objects import NAME_LABEL as NAME_LABEL  # re-exported: long imported from here
+from webhook.core.objects import labels_of, metadata_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,17 +28,11 @@ class NamespaceInfo:
 
 
 def parse_namespace(obj: Mapping[str, Any]) -> NamespaceInfo:
-    metadata = obj.get("metadata") or {}
-    if not isinstance(metadata, Mapping):
-        raise ObjectError("metadata", "must be a mapping")
+    metadata = metadata_of(obj)
     name = metadata.get("name")
     if not isinstance(name, str) or not name:
         raise ObjectError("metadata.name", "required")
-    labels = metadata.get("labels") or {}
-    if not isinstance(labels, Mapping) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
-    ):
-        raise ObjectError("metadata.labels", "must map label keys to string values")
+    labels = labels_of(obj)
     status = obj.get("status") or {}
     terminating = metadata.get("deletionTimestamp") is not None or (
         isinstance(status, Mapping) and status.get("phase") == "Terminating"
@@ -76,6 +69,7 @@ class ClusterState:
         self._coverage: dict[str, Isolation] = {}
         self._namespace_list: tuple[NamespaceInfo, ...] | None = None
         self._unreadable: dict[str, dict[str, str]] = {}
+        self._unreadable_namespaces: dict[str, str] = {}
 
     # --- reads (lock-free: each read sees one whole immutable value) ---
     def namespace(self, name: str) -> NamespaceInfo | None:
@@ -104,16 +98,27 @@ class ClusterState:
         """(namespaces, policies) held."""
         return len(self._namespaces), sum(len(p) for p in self._policy_lists.values())
 
+    def unreadable_counts(self) -> tuple[int, int]:
+        """(namespaces, policies) that exist but could not be read."""
+        return len(self._unreadable_namespaces), sum(len(p) for p in self._unreadable.values())
+
+    def note_unreadable_namespace(self, name: str, problem: str) -> None:
+        """A Namespace that exists but cannot be read: counted (and logged by the caller), its last version kept."""
+        with self._lock:
+            self._unreadable_namespaces[name] = problem
+
     # --- writes ---
     def set_namespace(self, info: NamespaceInfo) -> None:
         with self._lock:
             self._namespaces[info.name] = info
             self._namespace_list = None
+            self._unreadable_namespaces.pop(info.name, None)
 
     def remove_namespace(self, name: str) -> None:
         with self._lock:
             self._namespaces.pop(name, None)
             self._namespace_list = None
+            self._unreadable_namespaces.pop(name, None)
 
     def set_policy(self, policy: NetworkPolicy) -> None:
         with self._lock:

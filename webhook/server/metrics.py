@@ -13,6 +13,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
 
 from webhook.cluster import ClusterSource
+from webhook.core.engine import Engine
 
 if TYPE_CHECKING:
     from webhook.reports import PassResult
@@ -113,6 +114,16 @@ class Metrics:
         self.cache_objects = Gauge(
             "netpol_guard_cache_objects", "Objects held in the cluster cache.", ["kind"], registry=self.registry,
         )
+        self.cache_unreadable = Gauge(
+            "netpol_guard_cache_unreadable_objects",
+            "Objects that exist in the cluster but netpol-guard cannot read (see the log); decisions about their "
+            "namespace are taken on the readable ones.", ["kind"], registry=self.registry,
+        )
+        self.uncovered = Gauge(
+            "netpol_guard_uncovered_namespaces",
+            "Namespaces netpol-guard judges (not exempt, not terminating) without deny-all coverage, by mode.",
+            ["mode"], registry=self.registry,
+        )
         # `.labels()` costs a dict build and a lock per call; the label sets are few, so keep the children.
         self._request_children: dict[tuple[str, str, str, str], Counter] = {}
         self._violation_children: dict[tuple[str, str], Counter] = {}
@@ -134,7 +145,7 @@ class Metrics:
     def observe_audit(self, result: PassResult) -> None:
         self.audit.observe(result)
 
-    def render(self, source: ClusterSource) -> bytes:
+    def render(self, source: ClusterSource, engine: Engine | None = None) -> bytes:
         """The text exposition, with the cache gauges read from the source at scrape time."""
         self.cache_synced.set(1 if source.synced else 0)
         age = source.age_seconds()
@@ -142,4 +153,13 @@ class Metrics:
         namespaces, policies = source.state.counts()
         self.cache_objects.labels("Namespace").set(namespaces)
         self.cache_objects.labels("NetworkPolicy").set(policies)
+        bad_namespaces, bad_policies = source.state.unreadable_counts()
+        self.cache_unreadable.labels("Namespace").set(bad_namespaces)
+        self.cache_unreadable.labels("NetworkPolicy").set(bad_policies)
+        if engine is not None and source.synced:
+            counts = {"enforce": 0, "audit": 0}
+            for _, namespace_mode in engine.uncovered_namespaces(source.state):
+                counts[namespace_mode] += 1
+            for label, count in counts.items():
+                self.uncovered.labels(label).set(count)
         return generate_latest(self.registry)
