@@ -74,7 +74,7 @@ def test_uncovered_namespace_fails_with_the_engines_message_and_missing_directio
         "resources": [{"apiVersion": "apps/v1", "kind": "Deployment", "namespace": "legacy", "name": "api",
                        "uid": "dep-api"}],
         "message": "deny-all-coverage: Deployment legacy/api: namespace legacy has no default-deny for "
-                   "Ingress and Egress",
+                   "Ingress and Egress\n" + result["properties"]["fix"],
         "properties": {"missing": "Ingress,Egress", "fix": result["properties"]["fix"]},
     }
     assert result["properties"]["fix"].startswith("fix: apply this default-deny first")

@@ -162,7 +162,8 @@ class Reporter:
 
     # ----- results -----
     def results_for(self, judged: Judged, view: ClusterView) -> list[ReportResult]:
-        """The fail/warn/error results of one judged object (none when it broke no rule)."""
+        """The fail/warn/error results of one judged object (none when it broke no rule). A message is the
+        violation's text exactly as `audit --output json` gives it (reason, then the fix on a second line)."""
         if judged.decision is None:
             return [ReportResult(
                 UNREADABLE, "error", self.severity[UNREADABLE], CATEGORIES[UNREADABLE],
@@ -191,7 +192,7 @@ class Reporter:
         if violation.fix:
             properties["fix"] = violation.fix
         return ReportResult(violation.rule, result, self.severity.get(violation.rule, "medium"),
-                            CATEGORIES.get(violation.rule, "NetworkPolicy breadth"), violation.message, ref,
+                            CATEGORIES.get(violation.rule, "NetworkPolicy breadth"), violation.text, ref,
                             properties)
 
     def namespace_pass(self, namespace: str, uid: str, view: ClusterView) -> ReportResult | None:
