@@ -7,7 +7,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test install binaries chromium lint unit service browser e2e bench clean
+.PHONY: demo test install binaries crds chromium lint unit service browser e2e bench clean
 
 # The virtualenv is rebuilt when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -22,6 +22,12 @@ install: $(STAMP)
 # (minutes on two cores the first time; skipped when the cache is current).
 binaries: $(STAMP)
 	$(BIN)/python tests/e2e/build_binaries.py
+
+# The real CRDs of the coverage sources (ClusterNetworkPolicy, AdminNetworkPolicy, ...) from their
+# pinned Go modules into a cache beside the binaries (seconds the first time).
+crds: $(STAMP)
+	$(BIN)/python tests/e2e/fetch_crds.py
+	$(BIN)/python tests/e2e/crds.py
 
 # Main job: a real local control plane + netpol-guard, replaying deny / fix / allow / audit with kubectl.
 # `make demo DEMO_ARGS=--keep` leaves it running and prints the KUBECONFIG export.
@@ -43,7 +49,7 @@ lint: $(STAMP)
 
 # All tests: unit, service (real uvicorn over TLS), browser (headless Chromium), e2e (real kube-apiserver +
 # etcd + kubectl).
-test: lint binaries chromium
+test: lint binaries crds chromium
 	$(BIN)/python -m pytest
 
 unit: $(STAMP)
@@ -55,12 +61,13 @@ service: $(STAMP)
 browser: $(STAMP) chromium
 	$(BIN)/python -m pytest tests/browser
 
-e2e: binaries
+e2e: binaries crds
 	$(BIN)/python -m pytest tests/e2e
 
 # Benchmarks print numbers; they are not tests. Engine, service over TLS, background audit, kubectl apply latency.
 bench: binaries
 	$(BIN)/python -m tests.bench.bench_engine
+	$(BIN)/python -m tests.bench.bench_sources
 	$(BIN)/python -m tests.bench.bench_service
 	$(BIN)/python -m tests.bench.bench_reports
 	$(BIN)/python tests/bench/bench_apply.py

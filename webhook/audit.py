@@ -7,14 +7,14 @@ Deployment) is judged through that controller's template; one owned by anything
 else (Argo Rollouts, OpenKruise, KubeVirt) is judged itself, so nothing goes
 unreported. An object we cannot read is reported as an error and the audit goes on.
 The background audit of `serve` (webhook.reports) judges its informer cache through
-the same `cluster_state` and `judge_objects`, one object at a time.
+the same `prepare` and `judge_objects`, one object at a time.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from webhook.check import CheckReport, CheckResult, judge_as_created
@@ -23,7 +23,10 @@ from webhook.core.engine import Decision, Engine
 from webhook.core.errors import ObjectError
 from webhook.core.netpol import NetworkPolicy, parse_network_policy
 from webhook.core.reports import Judged, object_ref
-from webhook.core.state import ClusterState, ClusterView, NamespaceInfo, parse_namespace
+from webhook.core.sources import SourceKind
+from webhook.core.sources.base import SourcePolicy
+from webhook.core.state import ClusterState, NamespaceInfo, parse_namespace
+from webhook.discovery import DiscoveryError, served_source_kinds, why
 from webhook.errors import AuditError as AuditError  # re-exported: raised here
 from webhook.kubeclient import load_configuration
 from webhook.loading import CLUSTER, Manifest
@@ -50,6 +53,7 @@ AUDITED_OWNERS = frozenset({
 PAGE_SIZE = 500
 KIND_ORDER = tuple(kind for kind, _, _ in LISTED)
 Objects = Mapping[str, Sequence[Mapping[str, Any]]]  # kind -> raw items, as the API server returns them
+Sources = Iterable[tuple[SourceKind, list[Mapping[str, Any]]]]
 
 
 @dataclass(frozen=True)
@@ -61,25 +65,35 @@ class AuditRun:
     namespace_uids: dict[str, str]
 
 
+@dataclass
+class Prepared:
+    """The engine's view of the listed objects, and what could not be read while building it."""
+
+    state: ClusterState
+    errors: dict[tuple[str, int], CheckResult] = field(default_factory=dict)  # (kind, index): unreadable
+    sources: list[Manifest] = field(default_factory=list)  # readable coverage-source policies, to judge
+    source_errors: list[CheckResult] = field(default_factory=list)
+
+
 def run_audit(config: Config, kubeconfig: str | None) -> AuditRun:
-    return audit_run(config, dict(_list_all(kubeconfig)))
+    return audit_run(config, dict(_list_all(kubeconfig)), list(_list_sources(kubeconfig, config.coverage_sources)))
 
 
-def audit_objects(config: Config, objects: Objects) -> CheckReport:
-    """Judge listed objects (kind -> raw items, as the API server returns them)."""
-    return audit_run(config, objects).report
+def audit_objects(config: Config, objects: Objects, sources: Sources = ()) -> CheckReport:
+    """Judge listed objects (kind -> raw items, as the API server returns them), and the coverage-source
+    policies listed from the kinds the cluster serves."""
+    return audit_run(config, objects, sources).report
 
 
-def audit_run(config: Config, objects: Objects) -> AuditRun:
-    state, errors = cluster_state(config, objects)
-    results = list(judge_objects(Engine(config), state, objects, errors))
-    return AuditRun(CheckReport(results), state, namespace_uids(objects.get("Namespace", [])))
+def audit_run(config: Config, objects: Objects, sources: Sources = ()) -> AuditRun:
+    prepared = prepare(config, objects, sources)
+    results = list(judge_objects(Engine(config), prepared, objects))
+    return AuditRun(CheckReport(results), prepared.state, namespace_uids(objects.get("Namespace", [])))
 
 
-def cluster_state(config: Config, objects: Objects) -> tuple[ClusterState, dict[tuple[str, int], CheckResult]]:
-    """The Namespaces and NetworkPolicies as the engine's view, and the error results of the unreadable ones
-    by (kind, index)."""
-    errors: dict[tuple[str, int], CheckResult] = {}  # (kind, index) of what could not be read
+def prepare(config: Config, objects: Objects, sources: Sources = ()) -> Prepared:
+    """The ClusterState of the listed Namespaces, NetworkPolicies and coverage-source policies."""
+    errors: dict[tuple[str, int], CheckResult] = {}
     namespaces: list[NamespaceInfo] = []
     for index, obj in enumerate(objects.get("Namespace", [])):
         try:
@@ -95,15 +109,29 @@ def cluster_state(config: Config, objects: Objects) -> tuple[ClusterState, dict[
             manifest = _manifest("NetworkPolicy", index, obj)
             unreadable.append((manifest.namespace("default"), manifest.name, str(error)))
             errors["NetworkPolicy", index] = _error(manifest, config, error)
-    state = ClusterState()
-    state.replace_all(namespaces, policies, unreadable)
-    return state, errors
+    prepared = Prepared(ClusterState(), errors)
+    prepared.state.replace_all(namespaces, policies, unreadable)
+    found: dict[tuple[str, ...], SourcePolicy] = {}
+    for source_kind, items in sources:
+        for index, obj in enumerate(items):
+            manifest = Manifest(source=CLUSTER, document=index + 1,
+                                obj={**obj, "kind": source_kind.kind,
+                                     "apiVersion": f"{source_kind.group}/{source_kind.version}"})
+            try:
+                policy = source_kind.parse(manifest.obj, "default")
+            except ObjectError as error:
+                prepared.source_errors.append(_error(manifest, config, error))
+                continue
+            found.setdefault(policy.key, policy)
+            prepared.sources.append(manifest)
+    prepared.state.replace_source_policies(found.values())
+    return prepared
 
 
-def judge_objects(engine: Engine, view: ClusterView, objects: Objects,
-                  errors: Mapping[tuple[str, int], CheckResult]) -> Iterator[CheckResult]:
-    """Judge every listed object as if created now, in KIND_ORDER; lazily, one at a time."""
-    config = engine.config
+def judge_objects(engine: Engine, prepared: Prepared, objects: Objects) -> Iterator[CheckResult]:
+    """Judge every listed object as if created now (in KIND_ORDER, then the coverage-source policies);
+    lazily, one at a time."""
+    config, state, errors = engine.config, prepared.state, prepared.errors
     for kind in KIND_ORDER:
         for index, obj in enumerate(objects.get(kind, [])):
             if (kind, index) in errors:
@@ -113,7 +141,7 @@ def judge_objects(engine: Engine, view: ClusterView, objects: Objects,
                 continue  # judged through its controller's pod template
             manifest = _manifest(kind, index, obj)
             try:
-                result = judge_as_created(engine, view, manifest, "default")
+                result = judge_as_created(engine, state, manifest, "default")
             except ObjectError as error:
                 yield _error(manifest, config, error)
                 continue
@@ -122,6 +150,9 @@ def judge_objects(engine: Engine, view: ClusterView, objects: Objects,
                 kept = tuple(v for v in result.decision.violations if v.rule != "protected-labels")
                 result = replace(result, decision=replace(result.decision, violations=kept))
             yield result
+    for manifest in prepared.sources:
+        yield judge_as_created(engine, state, manifest, "default")
+    yield from prepared.source_errors
 
 
 def as_judged(result: CheckResult) -> Judged:
@@ -196,3 +227,24 @@ def _list_all(kubeconfig: str | None) -> Iterator[tuple[str, list[Mapping[str, A
             if not token:
                 break
         yield kind, items
+
+
+def _list_sources(
+    kubeconfig: str | None, enabled: Iterable[str],
+) -> Iterator[tuple[SourceKind, list[Mapping[str, Any]]]]:
+    """Every policy of the enabled coverage-source kinds the cluster serves (none required)."""
+    from kubernetes import client
+
+    api = client.ApiClient(load_configuration(kubeconfig))
+    try:
+        kinds = served_source_kinds(api, enabled)
+    except DiscoveryError as error:
+        raise AuditError(str(error)) from None
+    for kind in kinds:
+        try:
+            response = client.CustomObjectsApi(api).list_cluster_custom_object(
+                kind.group, kind.version, kind.plural, _preload_content=False, _request_timeout=30)
+            body = json.loads(getattr(response, "data", b"{}"))
+        except Exception as error:
+            raise AuditError(f"cannot list {kind.kind}s ({kind.group}): {why(error)}") from None
+        yield kind, [item for item in body.get("items") or [] if isinstance(item, Mapping)]

@@ -8,7 +8,7 @@ It is a thin shell around the same pieces as `netpol-guard audit`:
   Namespaces, NetworkPolicies, the seven controller kinds and Pods, each object
   kept in a slim copy (identity, owner, pod-template labels and hostNetwork) so
   20,000 workloads cost megabytes, not the size of their specs;
-- `audit.cluster_state` and `audit.judge_objects` over a snapshot of that cache (the engine of the webhook),
+- `audit.prepare` and `audit.judge_objects` over a snapshot of that cache (the engine of the webhook),
   then `core.reports.Reporter` for the report objects;
 - a writer that creates or replaces one report per namespace and the cluster
   report by name, skips reports whose results did not change (a digest
@@ -31,11 +31,12 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
-from webhook.audit import KIND_ORDER, Objects, as_judged, cluster_state, judge_objects, namespace_uids
+from webhook.audit import KIND_ORDER, Objects, as_judged, judge_objects, namespace_uids, prepare
 from webhook.cluster.reflector import KubernetesSource, _Reflector, _short
 from webhook.core.config import Config
 from webhook.core.engine import Engine
 from webhook.core.reports import DIGEST_ANNOTATION, MANAGED_BY, REPORT_NAME, Reporter, ReportSet, report_kind
+from webhook.core.sources.base import SourcePolicy
 from webhook.core.workloads import TEMPLATE_PATHS
 from webhook.kubeclient import load_configuration
 
@@ -58,6 +59,8 @@ WATCHED: dict[str, tuple[str, str]] = {
 SLICE = 200
 # While changes keep coming, a pass still runs at least this often (seconds; or the debounce if longer).
 MAX_DELAY = 30.0
+# Seconds between looks at the webhook cache's coverage-source policies (no events come from there).
+SOURCE_POLL = 2.0
 WRITE_TIMEOUT = (5.0, 30.0)
 # (group, version, plural) of the namespaced and the cluster-scoped report of each format.
 PLURALS = {"Report": "reports", "ClusterReport": "clusterreports",
@@ -274,14 +277,17 @@ class CpuBudget:
             self._mark = time.thread_time()
 
 
-def audit_pass(config: Config, objects: Objects, budget: CpuBudget | None = None
-               ) -> tuple[ReportSet, PassResult]:
-    """Judge a snapshot of the cache and build every report; pure apart from the budget's sleeps."""
+def audit_pass(config: Config, objects: Objects, budget: CpuBudget | None = None,
+               source_policies: Iterable[SourcePolicy] = ()) -> tuple[ReportSet, PassResult]:
+    """Judge a snapshot of the cache and build every report; pure apart from the budget's sleeps.
+    `source_policies`: the cluster-wide and CNI policies (already parsed) that add coverage."""
     result = PassResult(started=time.time())
     clock = time.monotonic()
-    state, errors = cluster_state(config, objects)
+    prepared = prepare(config, objects)
+    state = prepared.state
+    state.replace_source_policies(source_policies)
     judged = []
-    for index, item in enumerate(judge_objects(Engine(config), state, objects, errors)):
+    for index, item in enumerate(judge_objects(Engine(config), prepared, objects)):
         judged.append(as_judged(item))
         for violation in item.decision.violations:
             key = (violation.rule, item.namespace)
@@ -448,13 +454,17 @@ class BackgroundAudit:
     def __init__(self, config: Config, informers: Informers, writer: ReportWriter, *,
                  stale_writer: ReportWriter | None = None,
                  is_leader: Callable[[], bool] = lambda: True,
-                 on_pass: Callable[[PassResult], None] | None = None) -> None:
+                 on_pass: Callable[[PassResult], None] | None = None,
+                 source_policies: Callable[[], tuple[SourcePolicy, ...]] = tuple) -> None:
         """`informers` must call `changed()` on relevant changes; `stale_writer` (the other format's) is
-        cleared once, on the first pass as leader."""
+        cleared once, on the first pass as leader. `source_policies` gives the cluster-wide and CNI
+        policies the webhook's cache holds (a new tuple whenever they change): they add coverage."""
         self.config = config
         self.settings = config.audit
         self.is_leader = is_leader
         self.on_pass = on_pass
+        self.source_policies = source_policies
+        self._sources_noticed: tuple[SourcePolicy, ...] = ()  # last tuple that triggered a pass
         self.stopping = threading.Event()
         self._wake = threading.Event()
         self._lock = threading.Lock()
@@ -469,7 +479,8 @@ class BackgroundAudit:
 
     @classmethod
     def connect(cls, config: Config, kubeconfig: str | None, *, is_leader: Callable[[], bool] = lambda: True,
-                on_pass: Callable[[PassResult], None] | None = None) -> BackgroundAudit:
+                on_pass: Callable[[PassResult], None] | None = None,
+                source_policies: Callable[[], tuple[SourcePolicy, ...]] = tuple) -> BackgroundAudit:
         """The background audit of `serve`, on the API server of `kubeconfig` (or in-cluster)."""
         from kubernetes import client
 
@@ -482,7 +493,8 @@ class BackgroundAudit:
         holder: list[BackgroundAudit] = []
         informers = _Informers(client.ApiClient(configuration), lambda: holder[0].changed())
         audit = cls(config, informers, ReportWriter(write_client, report_format),
-                    stale_writer=ReportWriter(write_client, other), is_leader=is_leader, on_pass=on_pass)
+                    stale_writer=ReportWriter(write_client, other), is_leader=is_leader, on_pass=on_pass,
+                    source_policies=source_policies)
         holder.append(audit)
         return audit
 
@@ -533,10 +545,15 @@ class BackgroundAudit:
             if not was_leader:
                 next_full = time.monotonic()  # just became the writer: write now
                 was_leader = True
+            current = self.source_policies()
+            if current is not self._sources_noticed:
+                self._sources_noticed = current
+                self.changed()  # a cluster-wide or CNI policy changed in the webhook's cache
             now = time.monotonic()
             due = self._due(next_full)
             if now < due:
-                self._wake.wait(due - now)
+                # Wake at least every SOURCE_POLL seconds to notice changes of the coverage sources.
+                self._wake.wait(min(due - now, SOURCE_POLL))
                 self._wake.clear()
                 continue
             with self._lock:
@@ -562,7 +579,7 @@ class BackgroundAudit:
             self._stale_writer = None
         budget = CpuBudget(self.settings.cpu_budget, self.stopping)
         snapshot = {kind: self.informers.stores[kind].snapshot() for kind in KIND_ORDER}
-        reports, result = audit_pass(self.config, snapshot, budget)
+        reports, result = audit_pass(self.config, snapshot, budget, self.source_policies())
         clock = time.monotonic()
         if not self.writer.write(reports, result, budget, allowed=self.is_leader):
             log.info("background audit: stopped writing mid-pass, no longer the leader")

@@ -345,3 +345,25 @@ def test_a_pass_stops_writing_when_leadership_is_lost_midway() -> None:
     loop.writer.write = lose_then_write  # type: ignore[method-assign]
     loop.run_once()
     assert writer.passes == [] and writer.stopped_early == 1
+
+
+def test_cluster_wide_policies_from_the_webhook_cache_cover_and_trigger_a_pass() -> None:
+    from tests.unit.test_sources import cnp, deny_both
+    from webhook.core.sources import parse_source_policy
+
+    policy = parse_source_policy(cnp("default-deny", **deny_both()))
+    assert policy is not None
+    sources: list[tuple[Any, ...]] = [()]
+    loop, writer, _ = make_loop({"interval": "1h", "debounce": "50ms"}, [True])
+    loop.source_policies = lambda: sources[0]
+    loop.start()
+    try:
+        wait_until(lambda: len(writer.passes) == 1)
+        assert writer.passes[0].namespaced["legacy"]["summary"]["fail"] == 2
+        sources[0] = (policy,)  # the webhook's cache saw a new ClusterNetworkPolicy: a new tuple
+        wait_until(lambda: len(writer.passes) == 2)
+        legacy = writer.passes[1].namespaced["legacy"]
+        assert [r["result"] for r in legacy["results"]] == ["pass"]
+        assert "default-deny" in legacy["results"][0]["properties"]["ingressCoveredBy"]
+    finally:
+        loop.stop()

@@ -120,7 +120,8 @@ def serve(config: Config) -> int:
     source: ClusterSource | None = None
     try:
         reloader = CertificateReloader(settings.cert_dir, settings.cert_reload_seconds)
-        source = make_source(settings.state, settings.kubeconfig)
+        source = make_source(settings.state, settings.kubeconfig, config.coverage_sources,
+                             config.server.source_discovery_seconds)
         sock = bind(settings.host, settings.port)
     except (TLSError, SourceError, OSError) as error:
         print(f"netpol-guard: {error}", file=sys.stderr)
@@ -135,7 +136,9 @@ def serve(config: Config) -> int:
             return EXIT_STARTUP
         from webhook.reports import BackgroundAudit
 
-        background = BackgroundAudit.connect(config, settings.kubeconfig, on_pass=app.state.metrics.observe_audit)
+        live_state = source.state
+        background = BackgroundAudit.connect(config, settings.kubeconfig, on_pass=app.state.metrics.observe_audit,
+                                             source_policies=live_state.all_source_policies)
     uconfig = uvicorn.Config(
         app, host=settings.host, port=settings.port, loop="none", http="httptools", ws="none", lifespan="off",
         log_config=None, access_log=False, server_header=False, proxy_headers=False,
