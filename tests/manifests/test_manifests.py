@@ -357,8 +357,11 @@ def test_deployment_shape(rendered: tuple[Obj, ...]) -> None:
         get = container[probe]["httpGet"]
         assert get["path"] == path and get["scheme"] == "HTTPS" and get["port"] in (8443, "https"), probe
     resources = container["resources"]
-    assert resources["requests"] == {"cpu": "100m", "memory": "128Mi"}
-    assert resources["limits"]["memory"] == "256Mi"
+    assert resources["requests"] == {"cpu": "100m", "memory": "160Mi"}
+    assert resources["limits"] == {"memory": "384Mi"}  # no CPU limit: throttling fails admissions
+    # Endpoints are removed before the listener closes; the server exits within 5 s after SIGTERM.
+    assert container["lifecycle"]["preStop"] == {"sleep": {"seconds": 5}}
+    assert deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] >= 5 + 5
 
 
 def test_deployment_mounts_tls_secret_and_config(rendered: tuple[Obj, ...]) -> None:
@@ -569,8 +572,10 @@ def test_reports_component_adds_workload_reads_report_writes_and_turns_the_audit
     base = {resource for rule in _one(objs, "ClusterRole")["rules"] for resource in rule["resources"]}
     assert not base & {"pods", "deployments", "statefulsets", "daemonsets", "replicasets", "replicationcontrollers",
                        "jobs", "cronjobs", "reports", "clusterreports"}
-    args = _one(objs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
-    assert args[-1] == "--audit-background"
+    container = _one(objs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"][-1] == "--audit-background"
+    assert container["resources"]["requests"]["memory"] == "320Mi"
+    assert container["resources"]["limits"]["memory"] == "768Mi"  # room for the audit's informer cache
 
 
 def test_reports_component_ships_the_pinned_openreports_crds_unchanged(kubectl_bin: Path, tmp_path: Path) -> None:
