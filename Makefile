@@ -65,7 +65,7 @@ e2e: binaries crds
 	$(BIN)/python -m pytest tests/e2e
 
 # Benchmarks print numbers; they are not tests. Engine, service over TLS, overload (3 MB review storm),
-# per-API-call latency through kube-apiserver, background audit, kubectl apply latency.
+# per-API-call latency through kube-apiserver, background audit, kubectl apply latency, generation.
 bench: binaries
 	$(BIN)/python -m tests.bench.bench_engine
 	$(BIN)/python -m tests.bench.bench_sources
@@ -74,6 +74,7 @@ bench: binaries
 	$(BIN)/python tests/bench/bench_admission_latency.py
 	$(BIN)/python -m tests.bench.bench_reports
 	$(BIN)/python tests/bench/bench_apply.py
+	$(BIN)/python tests/bench/bench_generate.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -40,7 +40,8 @@ def component_objects(cp: ControlPlane, tmp: Path) -> list[dict[str, Any]]:
     }))
     rendered = cp.kubectl("kustomize", str(overlay), check=True).stdout
     return [o for o in yaml.safe_load_all(rendered)
-            if o and (o["kind"] == "CustomResourceDefinition" or o["metadata"]["name"] == "netpol-guard-reports")]
+            if o and (o["kind"] == "CustomResourceDefinition"
+                      or o["metadata"]["name"].startswith("netpol-guard-reports"))]
 
 
 def wait_for(what: str, probe: Callable[[], T | None], timeout: float) -> T:
