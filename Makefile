@@ -7,7 +7,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test install binaries crds lint unit service e2e bench clean vap
+.PHONY: demo test install binaries crds chromium lint unit service browser e2e bench clean vap
 
 # The virtualenv is rebuilt when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -27,11 +27,19 @@ binaries: $(STAMP)
 # pinned Go modules into a cache beside the binaries (seconds the first time).
 crds: $(STAMP)
 	$(BIN)/python tests/e2e/fetch_crds.py
+	$(BIN)/python tests/e2e/crds.py
 
 # Main job: a real local control plane + netpol-guard, replaying deny / fix / allow / audit with kubectl.
 # `make demo DEMO_ARGS=--keep` leaves it running and prints the KUBECONFIG export.
 demo: binaries
 	$(BIN)/python tests/e2e/demo.py $(DEMO_ARGS)
+
+# Headless Chromium from the Debian package, for the page tests (tests/browser); installed once if missing.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+chromium:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+	  echo "installing chromium (Debian package) for the page tests"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check webhook tests
@@ -39,8 +47,9 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 	$(BIN)/hadolint Dockerfile
 
-# All tests: unit, service (real uvicorn over TLS), e2e (real kube-apiserver + etcd + kubectl).
-test: lint binaries crds
+# All tests: unit, service (real uvicorn over TLS), browser (headless Chromium), e2e (real kube-apiserver +
+# etcd + kubectl).
+test: lint binaries crds chromium
 	$(BIN)/python -m pytest
 
 unit: $(STAMP)
@@ -49,17 +58,21 @@ unit: $(STAMP)
 service: $(STAMP)
 	$(BIN)/python -m pytest tests/service
 
+browser: $(STAMP) chromium
+	$(BIN)/python -m pytest tests/browser
+
 e2e: binaries crds
 	$(BIN)/python -m pytest tests/e2e
 
 # Benchmarks print numbers; they are not tests. Engine, service over TLS, overload (3 MB review storm),
-# per-API-call latency through kube-apiserver, kubectl apply latency, generation.
+# per-API-call latency through kube-apiserver, background audit, kubectl apply latency, generation.
 bench: binaries
 	$(BIN)/python -m tests.bench.bench_engine
 	$(BIN)/python -m tests.bench.bench_sources
 	$(BIN)/python -m tests.bench.bench_service
 	$(BIN)/python -m tests.bench.bench_overload
 	$(BIN)/python tests/bench/bench_admission_latency.py
+	$(BIN)/python -m tests.bench.bench_reports
 	$(BIN)/python tests/bench/bench_apply.py
 	$(BIN)/python tests/bench/bench_generate.py
 

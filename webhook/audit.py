@@ -6,13 +6,15 @@ An object owned by a controller we audit (a Pod of a ReplicaSet, a ReplicaSet of
 Deployment) is judged through that controller's template; one owned by anything
 else (Argo Rollouts, OpenKruise, KubeVirt) is judged itself, so nothing goes
 unreported. An object we cannot read is reported as an error and the audit goes on.
+The background audit of `serve` (webhook.reports) judges its informer cache through
+the same `prepare` and `judge_objects`, one object at a time.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import replace
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from webhook.check import CheckReport, CheckResult, judge_as_created
@@ -20,6 +22,7 @@ from webhook.core.config import Config
 from webhook.core.engine import Decision, Engine
 from webhook.core.errors import ObjectError
 from webhook.core.netpol import NetworkPolicy, parse_network_policy
+from webhook.core.reports import Judged, object_ref
 from webhook.core.sources import SourceKind
 from webhook.core.sources.base import SourcePolicy
 from webhook.core.state import ClusterState, NamespaceInfo, parse_namespace
@@ -48,20 +51,49 @@ AUDITED_OWNERS = frozenset({
     ("", "ReplicationController"), ("batch", "CronJob"), ("batch", "Job"),
 })
 PAGE_SIZE = 500
+KIND_ORDER = tuple(kind for kind, _, _ in LISTED)
+Objects = Mapping[str, Sequence[Mapping[str, Any]]]  # kind -> raw items, as the API server returns them
+Sources = Iterable[tuple[SourceKind, list[Mapping[str, Any]]]]
 
 
-def run_audit(config: Config, kubeconfig: str | None) -> CheckReport:
-    return audit_objects(config, dict(_list_all(kubeconfig)), list(_list_sources(kubeconfig, config.coverage_sources)))
+@dataclass(frozen=True)
+class AuditRun:
+    """One audit: the results (check's shape) and the state they were judged against (for pages and reports)."""
+
+    report: CheckReport
+    state: ClusterState
+    namespace_uids: dict[str, str]
 
 
-def audit_objects(
-    config: Config, objects: Mapping[str, list[Mapping[str, Any]]],
-    sources: Iterable[tuple[SourceKind, list[Mapping[str, Any]]]] = (),
-) -> CheckReport:
+@dataclass
+class Prepared:
+    """The engine's view of the listed objects, and what could not be read while building it."""
+
+    state: ClusterState
+    errors: dict[tuple[str, int], CheckResult] = field(default_factory=dict)  # (kind, index): unreadable
+    sources: list[Manifest] = field(default_factory=list)  # readable coverage-source policies, to judge
+    source_errors: list[CheckResult] = field(default_factory=list)
+
+
+def run_audit(config: Config, kubeconfig: str | None) -> AuditRun:
+    return audit_run(config, dict(_list_all(kubeconfig)), list(_list_sources(kubeconfig, config.coverage_sources)))
+
+
+def audit_objects(config: Config, objects: Objects, sources: Sources = ()) -> CheckReport:
     """Judge listed objects (kind -> raw items, as the API server returns them), and the coverage-source
     policies listed from the kinds the cluster serves."""
-    sources = list(sources)
-    errors: dict[tuple[str, int], CheckResult] = {}  # (kind, index) of what could not be read
+    return audit_run(config, objects, sources).report
+
+
+def audit_run(config: Config, objects: Objects, sources: Sources = ()) -> AuditRun:
+    prepared = prepare(config, objects, sources)
+    results = list(judge_objects(Engine(config), prepared, objects))
+    return AuditRun(CheckReport(results), prepared.state, namespace_uids(objects.get("Namespace", [])))
+
+
+def prepare(config: Config, objects: Objects, sources: Sources = ()) -> Prepared:
+    """The ClusterState of the listed Namespaces, NetworkPolicies and coverage-source policies."""
+    errors: dict[tuple[str, int], CheckResult] = {}
     namespaces: list[NamespaceInfo] = []
     for index, obj in enumerate(objects.get("Namespace", [])):
         try:
@@ -77,11 +109,9 @@ def audit_objects(
             manifest = _manifest("NetworkPolicy", index, obj)
             unreadable.append((manifest.namespace("default"), manifest.name, str(error)))
             errors["NetworkPolicy", index] = _error(manifest, config, error)
-    state = ClusterState()
-    state.replace_all(namespaces, policies, unreadable)
+    prepared = Prepared(ClusterState(), errors)
+    prepared.state.replace_all(namespaces, policies, unreadable)
     found: dict[tuple[str, ...], SourcePolicy] = {}
-    source_errors: list[CheckResult] = []
-    typed_sources: list[Manifest] = []
     for source_kind, items in sources:
         for index, obj in enumerate(items):
             manifest = Manifest(source=CLUSTER, document=index + 1,
@@ -90,17 +120,22 @@ def audit_objects(
             try:
                 policy = source_kind.parse(manifest.obj, "default")
             except ObjectError as error:
-                source_errors.append(_error(manifest, config, error))
+                prepared.source_errors.append(_error(manifest, config, error))
                 continue
             found.setdefault(policy.key, policy)
-            typed_sources.append(manifest)
-    state.replace_source_policies(found.values())
-    engine = Engine(config)
-    results: list[CheckResult] = []
-    for kind, _, _ in LISTED:
+            prepared.sources.append(manifest)
+    prepared.state.replace_source_policies(found.values())
+    return prepared
+
+
+def judge_objects(engine: Engine, prepared: Prepared, objects: Objects) -> Iterator[CheckResult]:
+    """Judge every listed object as if created now (in KIND_ORDER, then the coverage-source policies);
+    lazily, one at a time."""
+    config, state, errors = engine.config, prepared.state, prepared.errors
+    for kind in KIND_ORDER:
         for index, obj in enumerate(objects.get(kind, [])):
             if (kind, index) in errors:
-                results.append(errors[kind, index])
+                yield errors[kind, index]
                 continue
             if _controlled_by_audited_kind(obj):
                 continue  # judged through its controller's pod template
@@ -108,16 +143,33 @@ def audit_objects(
             try:
                 result = judge_as_created(engine, state, manifest, "default")
             except ObjectError as error:
-                results.append(_error(manifest, config, error))
+                yield _error(manifest, config, error)
                 continue
             if kind == "Namespace":
                 # protected-labels judges label *changes*; labels a namespace already has are not one.
                 kept = tuple(v for v in result.decision.violations if v.rule != "protected-labels")
                 result = replace(result, decision=replace(result.decision, violations=kept))
-            results.append(result)
-    for manifest in typed_sources:
-        results.append(judge_as_created(engine, state, manifest, "default"))
-    return CheckReport(results + source_errors)
+            yield result
+    for manifest in prepared.sources:
+        yield judge_as_created(engine, state, manifest, "default")
+    yield from prepared.source_errors
+
+
+def as_judged(result: CheckResult) -> Judged:
+    """An audit result as the report builder takes it."""
+    ref = object_ref(result.manifest.obj, result.manifest.kind, result.namespace)
+    if result.error is not None:
+        return Judged(ref, None, result.error)
+    return Judged(ref, result.decision)
+
+
+def namespace_uids(namespaces: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+    uids = {}
+    for obj in namespaces:
+        metadata = obj.get("metadata")
+        if isinstance(metadata, Mapping) and isinstance(metadata.get("name"), str):
+            uids[metadata["name"]] = str(metadata.get("uid") or "")
+    return uids
 
 
 def _manifest(kind: str, index: int, obj: Mapping[str, Any]) -> Manifest:
@@ -128,6 +180,11 @@ def _error(manifest: Manifest, config: Config, error: ObjectError) -> CheckResul
     namespace = "" if manifest.kind == "Namespace" else manifest.namespace("default")
     decision = Decision(kind=manifest.kind, namespace=namespace, name=manifest.name, mode=config.mode, judged=False)
     return CheckResult(manifest, namespace, decision, error=f"cannot be read: {error}")
+
+
+def controlled_by_audited_kind(obj: Mapping[str, Any]) -> bool:
+    """True when the object's controller is one of the seven kinds whose pod templates are judged."""
+    return _controlled_by_audited_kind(obj)
 
 
 def _controlled_by_audited_kind(obj: Mapping[str, Any]) -> bool:

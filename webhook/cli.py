@@ -101,9 +101,11 @@ def check(paths: tuple[str, ...], config_path: str | None, output: str, namespac
 @click.option("--state", help="Take Namespaces and NetworkPolicies from manifests here instead of a cluster.")
 @click.option("--generate", is_flag=True, default=None,
               help="Generate the default-deny in new namespaces (the Lease holder writes); as generate.enabled.")
+@click.option("--audit-background", is_flag=True, default=None,
+              help="Run the background audit and write policy reports (audit.background: true).")
 def serve(config_path: str | None, host: str | None, port: int | None, cert_dir: str | None,
           client_ca: str | None, mode: str | None, kubeconfig: str | None, state: str | None,
-          generate: bool | None) -> None:
+          generate: bool | None, audit_background: bool | None) -> None:
     """Run the HTTPS admission webhook (POST /validate, /healthz, /readyz, /metrics)."""
     from webhook.server.run import serve as run_server
 
@@ -119,6 +121,8 @@ def serve(config_path: str | None, host: str | None, port: int | None, cert_dir:
         updates["mode"] = mode
     if generate:
         updates["generate"] = config.generate.model_copy(update={"enabled": True})
+    if audit_background:
+        updates["audit"] = config.audit.model_copy(update={"background": True})
     sys.exit(run_server(config.model_copy(update=updates)))
 
 
@@ -145,7 +149,8 @@ def certs(out_dir: str, service: str, namespace: str, hosts: tuple[str, ...], da
 @main.command()
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Config YAML file.")
 @click.option("--kubeconfig", help="Kubeconfig file (default: in-cluster config, then ~/.kube/config).")
-@click.option("--output", "-o", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--output", "-o", type=click.Choice(["table", "json", "html"]), default="table", show_default=True,
+              help="html: one self-contained page (coverage per namespace, violations, filters).")
 @click.option("--mode", type=click.Choice(["enforce", "audit"]), help="Override the config's global mode.")
 def audit(config_path: str | None, kubeconfig: str | None, output: str, mode: str | None) -> None:
     """Judge what already exists in a cluster (same engine and output as check).
@@ -159,9 +164,14 @@ def audit(config_path: str | None, kubeconfig: str | None, output: str, mode: st
     config = load_config(config_path)
     if mode is not None:
         config = config.model_copy(update={"mode": mode})
-    report = run_audit(config, kubeconfig)
-    click.echo(render(report, output), nl=False)
-    sys.exit(0 if report.allowed else EXIT_DENIED)
+    run = run_audit(config, kubeconfig)
+    if output == "html":
+        from webhook.report_html import render_html
+
+        click.echo(render_html(run, config), nl=False)
+    else:
+        click.echo(render(run.report, output), nl=False)
+    sys.exit(0 if run.report.allowed else EXIT_DENIED)
 
 
 @main.command()

@@ -581,3 +581,70 @@ def test_generate_component_adds_only_its_write_rbac_and_the_flag(
     args = _one(with_generate, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
     assert args == [*_one(rendered, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"], "--generate"]
     assert config.namespace == NAMESPACE  # the Lease lives where the Role grants it
+
+
+# --- the reports component ---------------------------------------------------------------------------------
+
+def _render_with_reports(kubectl: Path, tmp_path: Path) -> list[Obj]:
+    overlay = tmp_path / "with-reports"
+    overlay.mkdir()
+    (overlay / "kustomization.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+        "resources": [os.path.relpath(MANIFESTS / "overlays" / "enforce", overlay)],
+        "components": [os.path.relpath(MANIFESTS / "components" / "reports", overlay)],
+    }))
+    proc = subprocess.run([str(kubectl), "kustomize", str(overlay)], capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr
+    return [doc for doc in yaml.safe_load_all(proc.stdout) if doc is not None]
+
+
+def test_reports_component_adds_workload_reads_report_writes_and_turns_the_audit_on(
+        kubectl_bin: Path, tmp_path: Path) -> None:
+    objs = tuple(_render_with_reports(kubectl_bin, tmp_path))
+    role = _one(objs, "ClusterRole", "netpol-guard-reports")
+    granted = {(group, resource): tuple(rule["verbs"]) for rule in role["rules"]
+               for group in rule["apiGroups"] for resource in rule["resources"]}
+    read = ("get", "list", "watch")
+    write = (*read, "create", "update", "delete")
+    assert granted == {
+        ("", "pods"): read, ("", "replicationcontrollers"): read, ("apps", "deployments"): read,
+        ("apps", "statefulsets"): read, ("apps", "daemonsets"): read, ("apps", "replicasets"): read,
+        ("batch", "jobs"): read, ("batch", "cronjobs"): read,
+        ("openreports.io", "reports"): write, ("openreports.io", "clusterreports"): write,
+        ("wgpolicyk8s.io", "policyreports"): write, ("wgpolicyk8s.io", "clusterpolicyreports"): write,
+    }
+    binding = _one(objs, "ClusterRoleBinding", "netpol-guard-reports")
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "netpol-guard", "namespace": NAMESPACE}]
+    # The base role is untouched: without the component, netpol-guard reads no workloads.
+    base = {resource for rule in _one(objs, "ClusterRole")["rules"] for resource in rule["resources"]}
+    assert not base & {"pods", "deployments", "statefulsets", "daemonsets", "replicasets", "replicationcontrollers",
+                       "jobs", "cronjobs", "reports", "clusterreports"}
+    lease = _one(objs, "Role", "netpol-guard-reports-leader-election")
+    assert lease["metadata"]["namespace"] == NAMESPACE
+    assert _granted(lease["rules"]) == [
+        ("coordination.k8s.io", "leases", "create", ()),
+        ("coordination.k8s.io", "leases", "get", (Config().generate.lease_name,)),
+        ("coordination.k8s.io", "leases", "update", (Config().generate.lease_name,)),
+    ]
+    assert _one(objs, "RoleBinding", "netpol-guard-reports-leader-election")["subjects"] == binding["subjects"]
+    container = _one(objs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"][-1] == "--audit-background"
+    assert container["resources"]["requests"]["memory"] == "320Mi"
+    assert container["resources"]["limits"]["memory"] == "768Mi"  # room for the audit's informer cache
+
+
+def test_reports_component_ships_the_pinned_openreports_crds_unchanged(kubectl_bin: Path, tmp_path: Path) -> None:
+    sys.path.insert(0, str(REPO / "tests" / "e2e"))
+    from crds import OPENREPORTS, crd_files
+
+    shipped = MANIFESTS / "components" / "reports" / "crds"
+    fetched = crd_files(OPENREPORTS)
+    assert sorted(p.name for p in shipped.iterdir()) == sorted(p.name for p in fetched)
+    for path in fetched:
+        assert (shipped / path.name).read_bytes() == path.read_bytes(), f"{path.name} differs from {OPENREPORTS}"
+    objs = _render_with_reports(kubectl_bin, tmp_path)
+    crds = {o["metadata"]["name"]: o for o in objs if o["kind"] == "CustomResourceDefinition"}
+    assert sorted(crds) == ["clusterreports.openreports.io", "reports.openreports.io"]
+    assert crds["reports.openreports.io"]["spec"]["scope"] == "Namespaced"
+    assert crds["clusterreports.openreports.io"]["spec"]["scope"] == "Cluster"

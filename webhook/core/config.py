@@ -8,6 +8,7 @@ process with the field named instead of being silently ignored.
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Mapping
 from functools import cached_property
 from typing import Any, Literal
@@ -23,6 +24,8 @@ from webhook.core.sources import NETWORK_POLICY, SOURCE_NAMES
 Mode = Literal["enforce", "audit"]
 Action = Literal["enforce", "warn", "off"]
 Protocol = Literal["TCP", "UDP", "SCTP"]
+Severity = Literal["critical", "high", "medium", "low", "info"]
+ReportFormat = Literal["openreports", "policyreport"]
 
 SYSTEM_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease")
 
@@ -315,6 +318,57 @@ class ServerSettings(_Strict):
     source_discovery_seconds: float = Field(default=30.0, gt=0, alias="sourceDiscoverySeconds")
 
 
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from a number or a Go-style duration ("10m", "1h30m", "45s", "500ms")."""
+    if isinstance(value, bool):
+        raise ValueError("must be a duration such as 10m or 30s")
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        text = value.strip()
+        parts = _DURATION_PART.findall(text)
+        if parts and "".join(number + unit for number, unit in parts) == text:
+            return sum(float(number) * _UNIT_SECONDS[unit] for number, unit in parts)
+    raise ValueError(f"{value!r} is not a duration such as 10m, 30s or 1h30m")
+
+
+class AuditSettings(_Strict):
+    """The background audit of `serve` (reports component), and how results are written as reports."""
+
+    # Off in the base install: the workload RBAC and the report CRDs come with manifests/components/reports.
+    background: bool = False
+    interval: float = Field(default=600.0, gt=0)  # a full pass at least this often (seconds or "10m")
+    # Changes to Namespaces, NetworkPolicies or workloads trigger a pass after this quiet time.
+    debounce: float = Field(default=5.0, ge=0)
+    report_format: ReportFormat = Field(default="openreports", alias="reportFormat")
+    # Fraction of one core a pass may use: after each slice of work it sleeps in proportion.
+    cpu_budget: float = Field(default=0.5, gt=0, le=1, alias="cpuBudget")
+    # Results kept per report (written to configuration.limits.maxResults); failures are kept first.
+    max_results: int = Field(default=1000, ge=1, le=10000, alias="maxResults")
+    severity: dict[str, Severity] = Field(default_factory=dict)  # rule id -> severity, over the defaults
+    # At most this many namespaces get series of their own in the audit metrics (the least covered first);
+    # the rest are counted only in the totals, so a large cluster cannot flood Prometheus.
+    metrics_namespace_limit: int = Field(default=500, ge=0, le=100000, alias="metricsNamespaceLimit")
+
+    @field_validator("interval", "debounce", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> float:
+        return parse_duration(value)
+
+    @field_validator("severity")
+    @classmethod
+    def _rule_ids(cls, value: dict[str, Severity]) -> dict[str, Severity]:
+        known = {field.alias for field in Rules.model_fields.values()}
+        unknown = sorted(set(value) - known)
+        if unknown:
+            raise ValueError(f"unknown rule id(s): {', '.join(unknown)}")
+        return value
+
+
 class Config(_Strict):
     mode: Mode = "enforce"
     coverage: Literal["namespace", "pod"] = "namespace"
@@ -328,6 +382,7 @@ class Config(_Strict):
     rules: Rules = Field(default_factory=Rules)
     server: ServerSettings = Field(default_factory=ServerSettings)
     generate: GenerateSettings = Field(default_factory=GenerateSettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
 
     @field_validator("coverage_sources")
     @classmethod

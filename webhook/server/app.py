@@ -248,7 +248,7 @@ async def _method_not_allowed(_: Request) -> Response:  # pragma: no cover - POS
 
 def create_app(config: Config, source: ClusterSource) -> FastAPI:
     """A fresh app (own engine, own metrics registry) answering from `source`."""
-    metrics = Metrics()
+    metrics = Metrics(config.audit.metrics_namespace_limit)
     service = Service(config, source, metrics)
     routes = Routes(service, config.server)
     app = FastAPI(title="netpol-guard", docs_url=None, redoc_url=None, openapi_url=None)

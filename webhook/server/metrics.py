@@ -3,22 +3,95 @@
 from __future__ import annotations
 
 import math
+import threading
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.registry import Collector
 
 from webhook.cluster import ClusterSource
 from webhook.core.engine import Engine
+
+if TYPE_CHECKING:
+    from webhook.reports import PassResult
 
 # Decisions from the cache take well under a millisecond; a live confirm adds an API round trip.
 DURATION_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
+OTHER = "(other)"  # the namespace label of violations in namespaces past the metrics' namespace limit
+
+
+class AuditCollector(Collector):
+    """The background audit's dashboard gauges, swapped whole after each pass (no stale namespaces linger).
+
+    Per-namespace series are bounded: at most `namespace_limit` namespaces get their own, the least
+    covered first (uncovered, then partly covered, then covered; by name within each); the violations of
+    the others are summed under namespace="(other)", and netpol_guard_namespaces counts every namespace.
+    """
+
+    def __init__(self, namespace_limit: int) -> None:
+        self.namespace_limit = namespace_limit
+        self._lock = threading.Lock()
+        self._families: list[GaugeMetricFamily] = []
+
+    def observe(self, result: PassResult) -> None:
+        coverage = GaugeMetricFamily(
+            "netpol_guard_namespace_coverage",
+            "1 when the namespace's default-deny policies isolate the direction (background audit).",
+            labels=["namespace", "direction"])
+        totals = GaugeMetricFamily("netpol_guard_namespaces", "Reported namespaces by deny-all coverage.",
+                                   labels=["coverage"])
+        violations = GaugeMetricFamily("netpol_guard_audit_violations",
+                                       "Violations found by the last background audit, by rule and namespace.",
+                                       labels=["rule", "namespace"])
+        ranked = sorted(result.coverage.items(), key=lambda item: (sum(item[1]), item[0]))
+        shown = {name for name, _ in ranked[: self.namespace_limit]}
+        counts = {"covered": 0, "partial": 0, "uncovered": 0}
+        for name, (ingress, egress) in ranked:
+            counts["covered" if ingress and egress else "partial" if ingress or egress else "uncovered"] += 1
+            if name in shown:
+                coverage.add_metric([name, "Ingress"], 1 if ingress else 0)
+                coverage.add_metric([name, "Egress"], 1 if egress else 0)
+        for state, count in counts.items():
+            totals.add_metric([state], count)
+        summed: dict[tuple[str, str], int] = {}
+        for (rule, namespace), count in result.violations.items():
+            key = (rule, namespace if namespace in shown or namespace == "" else OTHER)
+            summed[key] = summed.get(key, 0) + count
+        for (rule, namespace), count in sorted(summed.items()):
+            violations.add_metric([rule, namespace], count)
+        families = [
+            coverage, totals, violations,
+            GaugeMetricFamily("netpol_guard_audit_last_duration_seconds",
+                              "Duration of the last background audit pass (judging and writing).",
+                              value=result.duration),
+            GaugeMetricFamily("netpol_guard_audit_last_run_timestamp_seconds",
+                              "Unix time the last background audit pass started.", value=result.started),
+            GaugeMetricFamily("netpol_guard_audit_objects", "Objects judged by the last background audit pass.",
+                              value=result.objects),
+            GaugeMetricFamily("netpol_guard_audit_write_errors",
+                              "Reports the last background audit pass failed to write.", value=len(result.errors)),
+        ]
+        with self._lock:
+            self._families = families
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        with self._lock:
+            families = list(self._families)
+        yield from families
+
+
 class Metrics:
     content_type = CONTENT_TYPE_LATEST
 
-    def __init__(self) -> None:
+    def __init__(self, namespace_limit: int = 500) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self.audit = AuditCollector(namespace_limit)
+        self.registry.register(self.audit)
         self.requests = Counter(
             "netpol_guard_requests_total", "Admission requests answered, by outcome.",
             ["kind", "operation", "decision", "mode"], registry=self.registry,
@@ -94,6 +167,9 @@ class Metrics:
         if child is None:
             child = self._violation_children[key] = self.violations.labels(*key)
         child.inc()
+
+    def observe_audit(self, result: PassResult) -> None:
+        self.audit.observe(result)
 
     def count_generated(self, policies: int) -> None:
         self.generated.inc(policies)

@@ -18,6 +18,7 @@ import socket
 import ssl
 import sys
 from collections.abc import Callable, Generator
+from typing import Any
 
 import structlog
 import uvicorn
@@ -159,6 +160,20 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
     return uvloop.new_event_loop
 
 
+def own_elector_for(config: Config) -> Any:
+    """A LeaderElector on generation's Lease (same name and timings), for the background audit alone."""
+    from kubernetes import client
+
+    from webhook.kubeclient import load_configuration
+    from webhook.leader import LeaderElector, LeaseSettings
+
+    settings = config.generate
+    return LeaderElector(client.ApiClient(load_configuration(config.server.kubeconfig)), LeaseSettings(
+        namespace=config.namespace, name=settings.lease_name, lease_duration=settings.lease_duration_seconds,
+        renew_deadline=settings.renew_deadline_seconds, retry_period=settings.retry_period_seconds,
+    ))
+
+
 def serve(config: Config) -> int:
     configure_logging()
     settings = config.server
@@ -191,6 +206,25 @@ def serve(config: Config) -> int:
             print(f"netpol-guard: {error}", file=sys.stderr)
             sock.close()
             return EXIT_STARTUP
+    background = None
+    own_elector = None
+    if config.audit.background:
+        if settings.state is not None:
+            print("netpol-guard: audit.background needs an API server to write reports to, not --state",
+                  file=sys.stderr)
+            sock.close()
+            return EXIT_STARTUP
+        from webhook.reports import BackgroundAudit
+
+        # One writer: the holder of the same Lease as generation (generation's elector when it runs).
+        elector = generation[0] if generation is not None else own_elector_for(config)
+        if generation is None:
+            own_elector = elector
+        live_state = source.state
+        background = BackgroundAudit.connect(config, settings.kubeconfig, on_pass=app.state.metrics.observe_audit,
+                                             source_policies=live_state.all_source_policies,
+                                             is_leader=lambda: bool(elector.is_leader))
+        elector.subscribe(background.leadership_changed, background.leadership_changed)
     uconfig = uvicorn.Config(
         app, host=settings.host, port=settings.port, loop="none", http="httptools", ws="none", lifespan="off",
         log_config=None, access_log=False, server_header=False, proxy_headers=False,
@@ -208,6 +242,10 @@ def serve(config: Config) -> int:
             poller.cancel()
 
     source.start()
+    if background is not None:
+        background.start()
+    if own_elector is not None:
+        own_elector.start()
     # Everything loaded so far (config, engine, a --state cache) lives for the whole process: move it out of
     # the collector's sight, so full collections stay short and do not show up as latency spikes.
     gc.collect()
@@ -215,13 +253,17 @@ def serve(config: Config) -> int:
     log.info("serving", host=settings.host, port=settings.port, mode=config.mode, fail_closed=config.fail_closed,
              generate=config.generate.enabled,
              state="static:" + settings.state if settings.state else "kubernetes", certificate=reloader.description,
-             client_ca=client_ca or "not required")
+             client_ca=client_ca or "not required", background_audit=config.audit.background)
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
             runner.run(main())
     except SystemExit as exit_:  # uvicorn exits on startup failures it hits itself
         return int(exit_.code or 0) and EXIT_STARTUP
     finally:
+        if background is not None:
+            background.stop()
+        if own_elector is not None:
+            own_elector.stop()  # releases the Lease: another replica takes over at once
         if generation is not None:
             elector, generator = generation
             generator.stop()
