@@ -56,6 +56,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from webhook import certs
 from webhook.core.config import Config, SelfSignedSettings
+from webhook.kubeclient import KubeConfigError, load_configuration
 
 log = logging.getLogger("netpol_guard.certificates")
 
@@ -527,7 +528,7 @@ def _short(error: BaseException) -> str:
     return str(error) or type(error).__name__
 
 
-def start_certificates(config: Config, api_client: Any, ready: Callable[[], bool],
+def start_certificates(config: Config, ready: Callable[[], bool],
                        first_sync_timeout: float = 60.0) -> CertificateManager | None:
     """The manager for `server.certificates`, after its first successful sync (None for `files`).
 
@@ -537,6 +538,15 @@ def start_certificates(config: Config, api_client: Any, ready: Callable[[], bool
     settings = config.server
     if settings.certificates == "files":
         return None
+    if settings.state is not None:
+        raise certs.CertError(f"server.certificates: {settings.certificates} needs a cluster; "
+                              "with --state use files (--cert-dir)")
+    from kubernetes import client
+
+    try:
+        api_client = client.ApiClient(load_configuration(settings.kubeconfig))
+    except KubeConfigError as error:
+        raise certs.CertError(str(error)) from None
     names = settings.self_signed.webhook_configurations
     arming = WebhookArming(KubernetesWebhookStore(api_client), names, ready)
     tick: Callable[[], object]

@@ -65,16 +65,23 @@ def check(paths: tuple[str, ...], config_path: str | None, output: str, namespac
 @click.option("--mode", type=click.Choice(["enforce", "audit"]), help="Override the config's global mode.")
 @click.option("--kubeconfig", help="Kubeconfig file (default: in-cluster config, then ~/.kube/config).")
 @click.option("--state", help="Take Namespaces and NetworkPolicies from manifests here instead of a cluster.")
+@click.option("--certificates", type=click.Choice(["self-signed", "files", "cert-manager"]),
+              help="Where the serving certificate comes from (overrides server.certificates).")
+@click.option("--self-signed", is_flag=True, default=False, help="Same as --certificates self-signed.")
 def serve(config_path: str | None, host: str | None, port: int | None, cert_dir: str | None,
-          mode: str | None, kubeconfig: str | None, state: str | None) -> None:
+          mode: str | None, kubeconfig: str | None, state: str | None, certificates: str | None,
+          self_signed: bool) -> None:
     """Run the HTTPS admission webhook (POST /validate, /healthz, /readyz, /metrics)."""
     from webhook.server.run import serve as run_server
 
+    if self_signed and certificates not in (None, "self-signed"):
+        click.echo(f"netpol-guard: --self-signed contradicts --certificates {certificates}", err=True)
+        sys.exit(2)
     config = _load_config_or_exit(config_path)
     server_overrides: dict[str, Any] = {
         key: value
-        for key, value in {"host": host, "port": port, "cert_dir": cert_dir,
-                           "kubeconfig": kubeconfig, "state": state}.items()
+        for key, value in {"host": host, "port": port, "cert_dir": cert_dir, "kubeconfig": kubeconfig,
+                           "state": state, "certificates": "self-signed" if self_signed else certificates}.items()
         if value is not None
     }
     updates: dict[str, Any] = {"server": config.server.model_copy(update=server_overrides)}

@@ -21,6 +21,8 @@ from collections.abc import Callable, Generator
 import structlog
 import uvicorn
 
+from webhook.certmanager import CertificateManager, start_certificates
+from webhook.certs import CertError
 from webhook.cluster import ClusterSource, SourceError, make_source
 from webhook.core.config import Config
 from webhook.server.app import create_app
@@ -118,11 +120,15 @@ def serve(config: Config) -> int:
     configure_logging()
     settings = config.server
     source: ClusterSource | None = None
+    certificates: CertificateManager | None = None
     try:
-        reloader = CertificateReloader(settings.cert_dir, settings.cert_reload_seconds)
         source = make_source(settings.state, settings.kubeconfig)
+        ready = source  # bound now: the certificate loop arms the webhooks only once the view is synced
+        certificates = start_certificates(config, lambda: ready.synced)
+        cert_dir = certificates.cert_dir if certificates is not None else settings.cert_dir
+        reloader = CertificateReloader(cert_dir, settings.cert_reload_seconds)
         sock = bind(settings.host, settings.port)
-    except (TLSError, SourceError, OSError) as error:
+    except (TLSError, SourceError, CertError, OSError) as error:
         print(f"netpol-guard: {error}", file=sys.stderr)
         return EXIT_STARTUP
 
@@ -144,18 +150,23 @@ def serve(config: Config) -> int:
             poller.cancel()
 
     source.start()
+    if certificates is not None:
+        certificates.start()
     # Everything loaded so far (config, engine, a --state cache) lives for the whole process: move it out of
     # the collector's sight, so full collections stay short and do not show up as latency spikes.
     gc.collect()
     gc.freeze()
     log.info("serving", host=settings.host, port=settings.port, mode=config.mode, fail_closed=config.fail_closed,
-             state="static:" + settings.state if settings.state else "kubernetes", certificate=reloader.description)
+             state="static:" + settings.state if settings.state else "kubernetes", certificate=reloader.description,
+             certificates=settings.certificates)
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
             runner.run(main())
     except SystemExit as exit_:  # uvicorn exits on startup failures it hits itself
         return int(exit_.code or 0) and EXIT_STARTUP
     finally:
+        if certificates is not None:
+            certificates.stop()
         source.stop()
         sock.close()
     log.info("stopped")
