@@ -61,7 +61,8 @@ def check(paths: tuple[str, ...], config_path: str | None, output: str, namespac
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Config YAML file.")
 @click.option("--host", help="Address to listen on (default 0.0.0.0).")
 @click.option("--port", type=int, help="HTTPS port (default 8443).")
-@click.option("--cert-dir", help="Directory holding tls.crt and tls.key (reloaded when they change).")
+@click.option("--cert-dir", help="Directory holding tls.crt and tls.key (reloaded when they change); "
+                                "implies --certificates files unless that is given.")
 @click.option("--mode", type=click.Choice(["enforce", "audit"]), help="Override the config's global mode.")
 @click.option("--kubeconfig", help="Kubeconfig file (default: in-cluster config, then ~/.kube/config).")
 @click.option("--state", help="Take Namespaces and NetworkPolicies from manifests here instead of a cluster.")
@@ -77,6 +78,8 @@ def serve(config_path: str | None, host: str | None, port: int | None, cert_dir:
     if self_signed and certificates not in (None, "self-signed"):
         click.echo(f"netpol-guard: --self-signed contradicts --certificates {certificates}", err=True)
         sys.exit(2)
+    if certificates is None and not self_signed and cert_dir is not None:
+        certificates = "files"  # a certificate directory given on the command line means: serve those files
     config = _load_config_or_exit(config_path)
     server_overrides: dict[str, Any] = {
         key: value

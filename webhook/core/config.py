@@ -223,10 +223,10 @@ class SelfSignedSettings(_Strict):
 class ServerSettings(_Strict):
     """Settings of `netpol-guard serve`; each also has a command-line flag that wins over it."""
 
-    # self-signed: shared CA + serving certificate in a Secret, caBundle patched, rotated (the shipped
-    # manifests use it); files: tls.crt/tls.key from certDir (your PKI; the default outside a cluster);
-    # cert-manager: like files (cert-manager writes the Secret and injects the caBundle).
-    certificates: CertificateMode = "files"
+    # self-signed: a CA + serving certificate shared by the replicas in a Secret, caBundle patched,
+    # rotated; files: tls.crt/tls.key from certDir (your PKI; `serve --cert-dir` implies it);
+    # cert-manager: files written by cert-manager, caBundle injected by its CA injector.
+    certificates: CertificateMode = "self-signed"
     self_signed: SelfSignedSettings = Field(default_factory=SelfSignedSettings, alias="selfSigned")
 
     host: str = "0.0.0.0"
