@@ -528,3 +528,61 @@ def test_dockerfile_shape() -> None:
     assert not [rest for keyword, rest in final if keyword == "RUN"]  # no package installs, no build tools
     assert any("pip install --no-cache-dir ." in rest for keyword, rest in instructions if keyword == "RUN")
     assert not any("apt-get" in rest or "apk " in rest for _, rest in instructions)
+
+
+# --- the cert-manager component ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def with_cert_manager(kubectl_bin: Path, overlay: str, tmp_path: Path) -> tuple[Obj, ...]:
+    """An overlay of the user's own: a shipped overlay plus components/cert-manager."""
+    base = os.path.relpath(MANIFESTS / "overlays" / overlay, tmp_path)
+    component = os.path.relpath(MANIFESTS / "components" / "cert-manager", tmp_path)
+    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump({"resources": [base], "components": [component]}))
+    proc = subprocess.run([str(kubectl_bin), "kustomize", str(tmp_path)], capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    return tuple(doc for doc in yaml.safe_load_all(proc.stdout) if doc is not None)
+
+
+def test_cert_manager_component_issues_the_mounted_secret_and_injects_its_ca(
+        with_cert_manager: tuple[Obj, ...], rendered: tuple[Obj, ...]) -> None:
+    objs = with_cert_manager
+    certificate = _one(objs, "Certificate")
+    issuer = _one(objs, "Issuer", "netpol-guard-selfsigned")
+    assert certificate["apiVersion"] == issuer["apiVersion"] == "cert-manager.io/v1"
+    assert certificate["metadata"]["namespace"] == issuer["metadata"]["namespace"] == NAMESPACE
+    assert certificate["spec"]["issuerRef"] == {"kind": "Issuer", "name": "netpol-guard-selfsigned"}
+    assert issuer["spec"] == {"selfSigned": {}}
+    service = _one(objs, "Service")["metadata"]["name"]
+    assert set(certificate["spec"]["dnsNames"]) == {service, f"{service}.{NAMESPACE}", f"{service}.{NAMESPACE}.svc",
+                                                    f"{service}.{NAMESPACE}.svc.cluster.local"}
+    assert certificate["spec"]["usages"] == ["server auth", "digital signature"]
+    # cainjector fills the caBundle from this Certificate.
+    configuration = _one(objs, "ValidatingWebhookConfiguration")
+    assert configuration["metadata"]["annotations"]["cert-manager.io/inject-ca-from"] == \
+        f"{NAMESPACE}/{certificate['metadata']['name']}"
+    assert [w["failurePolicy"] for w in configuration["webhooks"]] == ["Ignore", "Ignore"]  # armed by the replicas
+    # The pods serve the Secret cert-manager writes, from the directory the config names.
+    _, config = _config(objs)
+    pod = _one(objs, "Deployment")["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["args"][-1] == "--certificates=cert-manager"
+    mounts = {mount["name"]: mount for mount in container["volumeMounts"]}
+    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+    assert mounts["tls"] == {"name": "tls", "mountPath": config.server.cert_dir, "readOnly": True}
+    assert volumes["tls"]["secret"]["secretName"] == certificate["spec"]["secretName"]
+    # No self-signed Secret to manage: its Role is gone; everything else is the overlay as shipped.
+    names = {(obj["kind"], obj["metadata"]["name"]) for obj in objs}
+    assert names == ({(obj["kind"], obj["metadata"]["name"]) for obj in rendered}
+                     - {("Role", "netpol-guard-certificates"), ("RoleBinding", "netpol-guard-certificates")}
+                     | {("Certificate", "netpol-guard"), ("Issuer", "netpol-guard-selfsigned")})
+
+
+def test_cert_manager_args_are_accepted_by_serve(with_cert_manager: tuple[Obj, ...]) -> None:
+    from webhook.cli import serve
+
+    args = _one(with_cert_manager, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[0] == "serve"
+    context = serve.make_context("serve", list(args[1:]))  # parses and validates, runs nothing
+    assert context.params["certificates"] == "cert-manager"
