@@ -18,6 +18,7 @@ from webhook.core.engine import Engine
 from webhook.core.errors import ObjectError
 from webhook.core.netpol import parse_network_policy
 from webhook.core.state import ClusterState, parse_namespace
+from webhook.errors import AuditError as AuditError  # re-exported: raised here
 from webhook.kubeclient import load_configuration
 from webhook.loading import CLUSTER, Manifest
 
@@ -35,9 +36,6 @@ LISTED: tuple[tuple[str, str, str], ...] = (
     ("Pod", "CoreV1Api", "list_pod_for_all_namespaces"),
 )
 
-
-class AuditError(Exception):
-    """The cluster could not be read; the message says what failed."""
 
 
 def run_audit(config: Config, kubeconfig: str | None) -> CheckReport:

@@ -52,6 +52,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes, PublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from webhook.errors import CertError as CertError  # re-exported: raised here
+
 CA_CERT = "ca.crt"
 CA_KEY = "ca.key"
 TLS_CERT = "tls.crt"
@@ -65,9 +67,6 @@ CLOCK_SKEW = dt.timedelta(minutes=5)
 _DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _HOST_LABEL = re.compile(r"^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$")
 
-
-class CertError(Exception):
-    """Bad input or an I/O failure while making certificates; the message says what and where."""
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,10 @@
-"""`netpol-guard` command line: check, serve, certs, rules (a thin shell; the decisions live in webhook.core)."""
+"""`netpol-guard` command line: check, serve, certs, rules (a thin shell; the decisions live in webhook.core).
+
+Exit codes, everywhere: 0 fine; 1 "would be denied" (check, audit), and nothing else;
+2 bad input or usage; 3 any other failure. One handler (`_Group.invoke`) turns every
+error into one line on stderr and its code: a `NetpolGuardError` by its `exit_code`
+(webhook.errors), anything unexpected as an internal error, never with a traceback.
+"""
 
 from __future__ import annotations
 
@@ -8,19 +14,33 @@ from typing import Any
 import click
 
 from webhook import __version__
-from webhook.core.config import Config, ConfigError
-from webhook.loading import InputError, load_config
+from webhook.core.config import Config
+from webhook.errors import EXIT_INTERNAL, NetpolGuardError
+from webhook.loading import load_config
+
+EXIT_DENIED = 1
 
 
-def _load_config_or_exit(path: str | None) -> Config:
-    try:
-        return load_config(path)
-    except ConfigError as error:
-        click.echo(f"netpol-guard: invalid configuration\n{error}", err=True)
-        sys.exit(2)
+class _Group(click.Group):
+    """The single error handler of the CLI."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise  # click's own: --help, usage errors (exit 2), Ctrl-C
+        except NetpolGuardError as error:
+            headline = f"{error.headline}\n" if error.headline else ""
+            click.echo(f"netpol-guard: {headline}{error}", err=True)
+            ctx.exit(error.exit_code)
+        except Exception as error:  # a bug: say so in one line, never exit 1 (that means "denied")
+            detail = str(error).splitlines()[0] if str(error) else ""
+            click.echo(f"netpol-guard: internal error: {type(error).__name__}"
+                       + (f": {detail}" if detail else "") + " (please report this)", err=True)
+            ctx.exit(EXIT_INTERNAL)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="netpol-guard")
 def main() -> None:
     """netpol-guard: deny-all NetworkPolicy coverage and NetworkPolicy rules, enforced at admission."""
@@ -45,16 +65,12 @@ def check(paths: tuple[str, ...], config_path: str | None, output: str, namespac
     """
     from webhook.check import render, run_check
 
-    config = _load_config_or_exit(config_path)
+    config = load_config(config_path)  # a ConfigError: exit 2 naming the field
     if mode is not None:
         config = config.model_copy(update={"mode": mode})
-    try:
-        report = run_check(list(paths), config, default_namespace=namespace, user=user, groups=groups)
-    except InputError as error:
-        click.echo(f"netpol-guard: {error}", err=True)
-        sys.exit(2)
+    report = run_check(list(paths), config, default_namespace=namespace, user=user, groups=groups)
     click.echo(render(report, output), nl=False)
-    sys.exit(0 if report.allowed else 1)
+    sys.exit(0 if report.allowed else EXIT_DENIED)
 
 
 @main.command()
@@ -76,11 +92,10 @@ def serve(config_path: str | None, host: str | None, port: int | None, cert_dir:
     from webhook.server.run import serve as run_server
 
     if self_signed and certificates not in (None, "self-signed"):
-        click.echo(f"netpol-guard: --self-signed contradicts --certificates {certificates}", err=True)
-        sys.exit(2)
+        raise click.UsageError(f"--self-signed contradicts --certificates {certificates}")
     if certificates is None and not self_signed and cert_dir is not None:
         certificates = "files"  # a certificate directory given on the command line means: serve those files
-    config = _load_config_or_exit(config_path)
+    config = load_config(config_path)
     server_overrides: dict[str, Any] = {
         key: value
         for key, value in {"host": host, "port": port, "cert_dir": cert_dir, "kubeconfig": kubeconfig,
@@ -105,14 +120,10 @@ def serve(config_path: str | None, host: str | None, port: int | None, cert_dir:
 def certs(out_dir: str, service: str, namespace: str, hosts: tuple[str, ...], days: int,
           webhook_manifest: str | None) -> None:
     """Make a CA and a serving certificate for the webhook, and print the caBundle."""
-    from webhook.certs import CertError, make_certs
+    from webhook.certs import make_certs
 
-    try:
-        result = make_certs(out_dir, service=service, namespace=namespace, hosts=list(hosts), days=days,
-                            webhook_manifest=webhook_manifest)
-    except CertError as error:
-        click.echo(f"netpol-guard: {error}", err=True)
-        sys.exit(2)
+    result = make_certs(out_dir, service=service, namespace=namespace, hosts=list(hosts), days=days,
+                        webhook_manifest=webhook_manifest)
     click.echo(result.summary())
 
 
@@ -127,20 +138,15 @@ def audit(config_path: str | None, kubeconfig: str | None, output: str, mode: st
     Exit 0: everything would be admitted today; 1: something would be denied; 2: the cluster
     could not be read.
     """
-    from webhook.audit import AuditError, run_audit
+    from webhook.audit import run_audit
     from webhook.check import render
-    from webhook.kubeclient import KubeConfigError
 
-    config = _load_config_or_exit(config_path)
+    config = load_config(config_path)
     if mode is not None:
         config = config.model_copy(update={"mode": mode})
-    try:
-        report = run_audit(config, kubeconfig)
-    except (AuditError, KubeConfigError) as error:
-        click.echo(f"netpol-guard: {error}", err=True)
-        sys.exit(2)
+    report = run_audit(config, kubeconfig)
     click.echo(render(report, output), nl=False)
-    sys.exit(0 if report.allowed else 1)
+    sys.exit(0 if report.allowed else EXIT_DENIED)
 
 
 @main.command()

@@ -10,12 +10,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from webhook.errors import KubeConfigError as KubeConfigError  # re-exported: raised here
+
 SERVICEACCOUNT_DIR_ENV = "NETPOL_GUARD_SERVICEACCOUNT_DIR"
 SERVICEACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
-
-
-class KubeConfigError(Exception):
-    """No usable client configuration; the message says which source was tried."""
 
 
 def load_configuration(kubeconfig: str | None) -> Any:

@@ -21,6 +21,7 @@ from webhook.core.config import Config, ConfigError, config_from_data
 from webhook.core.errors import ObjectError
 from webhook.core.netpol import NetworkPolicy, parse_network_policy
 from webhook.core.state import ClusterState, NamespaceInfo, parse_namespace
+from webhook.errors import InputError as InputError  # re-exported: raised here
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 CLUSTER = "cluster"  # the source of objects read from an API server (`audit`)
@@ -28,9 +29,6 @@ CLUSTER = "cluster"  # the source of objects read from an API server (`audit`)
 # libyaml's loader is several times faster; fall back when PyYAML was built without it.
 _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
-
-class InputError(ValueError):
-    """Bad input: unreadable file, bad YAML, or an object that is not a Kubernetes object."""
 
 
 @dataclass(frozen=True)

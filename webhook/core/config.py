@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from webhook.core.errors import ConfigError as ConfigError  # re-exported: raised by config_from_data
 from webhook.core.errors import ObjectError
 from webhook.core.selectors import LabelSelector, parse_selector
 
@@ -261,10 +262,6 @@ class Config(_Strict):
         for override in self.mode_overrides:
             keys |= override.namespace_selector.compiled().keys()
         return frozenset(keys)
-
-
-class ConfigError(ValueError):
-    """An invalid configuration; the message names every bad field."""
 
 
 def config_from_data(data: Any, source: str = "config") -> Config:

@@ -28,6 +28,8 @@ from pathlib import Path
 
 from cryptography import x509
 
+from webhook.errors import TLSError as TLSError  # re-exported: raised here
+
 log = logging.getLogger("netpol_guard.tls")
 
 CERT_FILE = "tls.crt"
@@ -35,9 +37,6 @@ KEY_FILE = "tls.key"
 # TLS 1.2 suites: forward secrecy and AEAD only (TLS 1.3 suites are always the strong defaults).
 TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
 
-
-class TLSError(Exception):
-    """The certificate or key cannot be used; the message names the file."""
 
 
 def new_server_context() -> ssl.SSLContext:

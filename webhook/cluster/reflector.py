@@ -1,11 +1,7 @@
-"""The cluster-state cache: where the service's `ClusterState` comes from (a shell around the core).
+"""`KubernetesSource`: the cluster-state cache kept by list+watch of the API server.
 
-Two sources:
-- `StaticSource`: Namespaces and NetworkPolicies read once from manifests (`serve --state DIR`);
-  synced at once, no API server, so no live confirm.
-- `KubernetesSource`: a list+watch reflector per kind (Namespaces, networking.k8s.io/v1
-  NetworkPolicies in all namespaces) in background threads, plus `live_namespace` for the
-  confirm-before-deny read.
+A reflector per kind (Namespaces, networking.k8s.io/v1 NetworkPolicies in all namespaces)
+in background threads, plus `live_namespace` for the confirm-before-deny read.
 
 The reflector is deliberately small and explicit rather than `kubernetes.informer`: list, then
 watch from the list's resourceVersion (with bookmarks, so a quiet watch can resume without a
@@ -26,14 +22,13 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from itertools import chain
-from typing import Any, Protocol
+from typing import Any
 
 from webhook.core.errors import ObjectError
 from webhook.core.netpol import NetworkPolicy, parse_network_policy
 from webhook.core.state import ClusterState, NamespaceInfo, parse_namespace
-from webhook.kubeclient import KubeConfigError, load_configuration
-from webhook.loading import InputError, expand_paths, read_manifests, state_from_manifests
+from webhook.errors import KubeConfigError, LiveReadError, SourceError
+from webhook.kubeclient import load_configuration
 
 log = logging.getLogger("netpol_guard.cluster")
 
@@ -44,87 +39,6 @@ WATCH_SECONDS = 240
 WATCH_READ_TIMEOUT = WATCH_SECONDS + 30
 LIST_TIMEOUT = (5.0, 60.0)
 BACKOFF_START, BACKOFF_MAX = 0.5, 30.0
-
-
-class SourceError(Exception):
-    """The source cannot start (bad manifests, no usable kubeconfig); the message says why."""
-
-
-class LiveReadError(Exception):
-    """A live read for the confirm failed (API server unreachable, timeout, forbidden)."""
-
-
-class ClusterSource(Protocol):
-    """What the service needs from a cluster-state source."""
-
-    state: ClusterState
-
-    @property
-    def synced(self) -> bool:
-        """True once the initial state is complete (every initial list succeeded)."""
-        ...
-
-    @property
-    def live(self) -> bool:
-        """True when `live_namespace` can read the API server (the deny confirm is possible)."""
-        ...
-
-    def not_ready_reason(self) -> str | None: ...
-
-    def age_seconds(self) -> float | None:
-        """Seconds since the last successful list or watch event; None before the first."""
-        ...
-
-    def start(self) -> None: ...
-
-    def stop(self) -> None: ...
-
-    def live_namespace(self, namespace: str) -> tuple[NamespaceInfo | None, list[NetworkPolicy]]:
-        """Blocking: the namespace and its policies as the API server has them now. Raises LiveReadError."""
-        ...
-
-
-class StaticSource:
-    """State from manifests on disk, read once at start."""
-
-    live = False
-
-    def __init__(self, directory: str) -> None:
-        try:
-            self.state = _load_state(directory)
-        except InputError as error:
-            raise SourceError(f"--state: {error}") from None
-        self._loaded_at = time.monotonic()
-
-    @property
-    def synced(self) -> bool:
-        return True
-
-    def not_ready_reason(self) -> str | None:
-        return None
-
-    def age_seconds(self) -> float | None:
-        return time.monotonic() - self._loaded_at
-
-    def start(self) -> None:
-        pass
-
-    def stop(self) -> None:
-        pass
-
-    def live_namespace(self, namespace: str) -> tuple[NamespaceInfo | None, list[NetworkPolicy]]:
-        raise LiveReadError("no API server in --state mode")
-
-
-def _load_state(directory: str) -> ClusterState:
-    """state_from_manifests over the whole directory, reading one file at a time.
-
-    Raw YAML dicts are many times bigger than the parsed policies; feeding the manifests
-    lazily, file by file, keeps only one file's worth alive at once, which keeps the peak
-    (and so the resident size) of a large state down. Later files win, as later documents do.
-    """
-    files = expand_paths([directory])
-    return state_from_manifests(chain.from_iterable(read_manifests([file]) for file in files))
 
 
 class _Gone(Exception):
@@ -418,10 +332,3 @@ def _short(error: BaseException) -> str:
     if status is not None:
         return f"HTTP {status} {reason or ''}".strip()
     return f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}".rstrip(": ")
-
-
-def make_source(state_dir: str | None, kubeconfig: str | None) -> ClusterSource:
-    """`--state DIR` wins; otherwise the API server."""
-    if state_dir is not None:
-        return StaticSource(state_dir)
-    return KubernetesSource(kubeconfig)

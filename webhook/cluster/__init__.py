@@ -1,0 +1,23 @@
+"""The cluster-state cache: where the service's `ClusterState` comes from (a shell around the core).
+
+Two sources behind one protocol (`ClusterSource`, in `source`):
+- `StaticSource` (`static`): manifests read once from disk (`serve --state DIR`).
+- `KubernetesSource` (`reflector`): list+watch of the API server, plus the live read
+  the service makes to confirm a deny.
+"""
+
+from __future__ import annotations
+
+from webhook.cluster.reflector import KubernetesSource
+from webhook.cluster.source import ClusterSource
+from webhook.cluster.static import StaticSource
+from webhook.errors import LiveReadError, SourceError
+
+__all__ = ["ClusterSource", "KubernetesSource", "LiveReadError", "SourceError", "StaticSource", "make_source"]
+
+
+def make_source(state_dir: str | None, kubeconfig: str | None) -> ClusterSource:
+    """`--state DIR` wins; otherwise the API server."""
+    if state_dir is not None:
+        return StaticSource(state_dir)
+    return KubernetesSource(kubeconfig)

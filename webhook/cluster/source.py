@@ -1,0 +1,38 @@
+"""What the service needs from a cluster-state source, whichever it is (static manifests or the API server)."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from webhook.core.netpol import NetworkPolicy
+from webhook.core.state import ClusterState, NamespaceInfo
+
+
+class ClusterSource(Protocol):
+    """What the service needs from a cluster-state source."""
+
+    state: ClusterState
+
+    @property
+    def synced(self) -> bool:
+        """True once the initial state is complete (every initial list succeeded)."""
+        ...
+
+    @property
+    def live(self) -> bool:
+        """True when `live_namespace` can read the API server (the deny confirm is possible)."""
+        ...
+
+    def not_ready_reason(self) -> str | None: ...
+
+    def age_seconds(self) -> float | None:
+        """Seconds since the last successful list or watch event; None before the first."""
+        ...
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def live_namespace(self, namespace: str) -> tuple[NamespaceInfo | None, list[NetworkPolicy]]:
+        """Blocking: the namespace and its policies as the API server has them now. Raises LiveReadError."""
+        ...

@@ -1,0 +1,99 @@
+"""The admission service: judge a parsed review against the cluster view, confirm a deny live, record it.
+
+No HTTP here: `webhook.server.app` reads bodies and sends answers; `webhook.server.review`
+parses and builds them. The engine runs in the event loop (it is a few dictionary
+lookups); only the live confirm before a deny goes to a thread, because it waits on the
+API server. Any failure to judge a well-formed review becomes the configured fail-mode
+answer (deny by default) saying why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import structlog
+
+from webhook.cluster import ClusterSource
+from webhook.core.config import Config
+from webhook.core.engine import JUDGED_KINDS, Decision, Engine
+from webhook.core.state import ClusterView, NamespaceOverride
+from webhook.errors import LiveReadError, ObjectError
+from webhook.server.metrics import Metrics
+from webhook.server.review import Outcome, Review, failure_outcome, outcome_of
+
+log = structlog.get_logger("netpol_guard")
+
+
+class Service:
+    """The admission logic behind the routes: one engine, one source, one metrics registry."""
+
+    def __init__(self, config: Config, source: ClusterSource, metrics: Metrics) -> None:
+        self.config = config
+        self.engine = Engine(config)
+        self.source = source
+        self.metrics = metrics
+
+    # ----- readiness -----
+    def not_ready_reason(self) -> str | None:
+        """None when the service can answer from its cache; otherwise why not (for /readyz)."""
+        if self.source.synced:
+            return None
+        return self.source.not_ready_reason() or "not ready"
+
+    # ----- judging -----
+    async def judge(self, review: Review) -> Outcome:
+        """The answer to one review: the engine over the cached view, then a live confirm before a deny."""
+        request = review.request
+        if (request.kind not in JUDGED_KINDS or request.operation == "CONNECT"
+                or review.sub_resource):
+            # Subresources (status, scale, ephemeralcontainers...) never carry a new pod template.
+            return Outcome(allowed=True, decision="no_opinion", mode=self.config.mode)
+        if not self.source.synced:
+            return self.failure("the cluster state",
+                                self.source.not_ready_reason() or "the cluster cache has not synced yet")
+        view = self.source.state
+        try:
+            decision = self.engine.review(request, view)
+        except ObjectError as error:
+            return self.failure("the object", f"malformed {request.kind}: {error}")
+        if decision.confirm_namespace is not None and self.source.live:
+            return await self.confirm(review, view, decision, decision.confirm_namespace)
+        return outcome_of(decision, confirmed=False)
+
+    async def confirm(self, review: Review, view: ClusterView, decision: Decision, namespace: str) -> Outcome:
+        """Re-judge with `namespace` as the API server has it now, so a policy applied a moment ago counts."""
+        request = review.request
+        try:
+            info, policies = await asyncio.to_thread(self.source.live_namespace, namespace)
+        except LiveReadError as error:
+            return self.failure("the cluster state", f"{error}; the cached view would deny: {decision.deny_message()}")
+        try:
+            decision = self.engine.review(request, NamespaceOverride(view, namespace, policies, info))
+        except ObjectError as error:
+            return self.failure("the object", f"malformed {request.kind}: {error}")
+        return outcome_of(decision, confirmed=True)
+
+    def failure(self, what: str, why: str) -> Outcome:
+        return failure_outcome(self.config, what, why)
+
+    # ----- recording -----
+    def record(self, review: Review, outcome: Outcome, duration: float) -> None:
+        """Metrics and one log line per decision; never the object, never credentials."""
+        request = review.request
+        kind = request.kind if request.kind in JUDGED_KINDS else "other"
+        self.metrics.count_request(kind, request.operation, outcome.decision, outcome.mode)
+        self.metrics.duration.observe(duration)
+        for rule, action in outcome.violations:
+            self.metrics.count_violation(rule, action)
+        log.info(
+            "decision", uid=review.uid, kind=request.kind, namespace=request.namespace, name=request.name,
+            operation=request.operation, user=request.user.username, dry_run=request.dry_run,
+            decision=outcome.decision, mode=outcome.mode, rules=list(outcome.rules),
+            duration_ms=round(duration * 1000, 3),
+            **_optional(exempt=outcome.exempt, confirmed=outcome.confirmed or None, error=outcome.error),
+        )
+
+
+def _optional(**values: Any) -> dict[str, Any]:
+    return {key: value for key, value in values.items() if value is not None}
