@@ -456,6 +456,7 @@ class SelfSignedCertificates:
         for _attempt in range(5):
             stored = self.secrets.read()
             current: Material | None = None
+            restored: tuple[str, ...] = ()
             if stored is not None:
                 if stored.labels.get(MANAGED_BY[0]) != MANAGED_BY[1]:
                     raise certs.CertError(
@@ -464,8 +465,20 @@ class SelfSignedCertificates:
                 try:
                     current = material_from_secret(stored.data, stored.annotations)
                 except ValueError as error:
-                    log.warning("%s is unusable (%s): replacing it with a new CA", self.where, error)
+                    problem = f"it is unusable ({error})"
+                    log.warning("%s: %s", self.where, problem)
+                    restored = (problem,)
+            else:
+                restored = ("it was deleted",)
+            if current is None and self.material is not None:
+                # Deleted or broken while we run: put back the CA the API server trusts today, rather than a new
+                # one every replica would switch to at once, before any caBundle could trust it.
+                current = self.material
+                restored = (f"{restored[0]}: restored from this replica's certificates",)
+            else:
+                restored = ()
             material, reasons = plan(current, self.clock(), self.settings, self.identity)
+            reasons = (*restored, *reasons)
             if not reasons and stored is not None:
                 return material
             labels = {**(stored.labels if stored else {}), MANAGED_BY[0]: MANAGED_BY[1]}

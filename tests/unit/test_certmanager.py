@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -320,3 +321,22 @@ def test_rotation_over_time_always_serves_a_certificate_the_published_bundle_tru
         if len(published_at) > 1 and issuer.serial_number != min(published_at, key=published_at.__getitem__):
             assert now[0] - published_at[issuer.serial_number] >= SETTINGS.ca_propagation
     assert len(cas_seen) >= 2  # the CA did rotate, and serving followed
+
+
+def test_a_secret_deleted_or_broken_while_running_is_restored_with_the_same_ca(tmp_path: Path) -> None:
+    secrets, webhooks = MemorySecrets(), MemoryWebhooks(webhook_configuration())
+    replica = manager(secrets, webhooks, tmp_path)
+    first = replica.sync()
+    secrets.secret = None  # kubectl delete secret netpol-guard-ca
+    again = replica.sync()
+    assert secrets.creates == 2 and again.ca_cert == first.ca_cert and again.tls_cert == first.tls_cert
+    assert secrets.secret is not None
+    secrets.secret = replace(secrets.secret, data={**secrets.secret.data, "ca.key": b"garbage"})
+    third = replica.sync()
+    assert third.ca_cert == first.ca_cert
+    assert secrets.secret.data["ca.key"] == certs.key_pem(first.ca_key)
+    # A replica that never held certificates has nothing to restore: it makes new ones.
+    secrets.secret = None
+    (tmp_path / "other").mkdir()
+    fresh = manager(secrets, webhooks, tmp_path / "other").sync()
+    assert fresh.ca_cert != first.ca_cert
