@@ -1,8 +1,11 @@
 """`netpol-guard audit`: judge what already runs in a cluster with the same engine as the webhook.
 
-Every top-level workload (objects owned by a controller are judged through their
-controller's template), every NetworkPolicy and every Namespace is judged as if
+Every top-level workload, every NetworkPolicy and every Namespace is judged as if
 it were created now, against the cluster's live Namespaces and NetworkPolicies.
+An object owned by a controller we audit (a Pod of a ReplicaSet, a ReplicaSet of a
+Deployment) is judged through that controller's template; one owned by anything
+else (Argo Rollouts, OpenKruise, KubeVirt) is judged itself, so nothing goes
+unreported. An object we cannot read is reported as an error and the audit goes on.
 """
 
 from __future__ import annotations
@@ -12,12 +15,12 @@ from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from typing import Any
 
-from webhook.check import CheckReport, judge_as_created
+from webhook.check import CheckReport, CheckResult, judge_as_created
 from webhook.core.config import Config
-from webhook.core.engine import Engine
+from webhook.core.engine import Decision, Engine
 from webhook.core.errors import ObjectError
-from webhook.core.netpol import parse_network_policy
-from webhook.core.state import ClusterState, parse_namespace
+from webhook.core.netpol import NetworkPolicy, parse_network_policy
+from webhook.core.state import ClusterState, NamespaceInfo, parse_namespace
 from webhook.errors import AuditError as AuditError  # re-exported: raised here
 from webhook.kubeclient import load_configuration
 from webhook.loading import CLUSTER, Manifest
@@ -35,30 +38,54 @@ LISTED: tuple[tuple[str, str, str], ...] = (
     ("Job", "BatchV1Api", "list_job_for_all_namespaces"),
     ("Pod", "CoreV1Api", "list_pod_for_all_namespaces"),
 )
-
+# Owners whose pod template the audit judges: (API group, kind). A same-named kind of another group
+# (OpenKruise's apps.kruise.io StatefulSet) is not one of them.
+AUDITED_OWNERS = frozenset({
+    ("apps", "Deployment"), ("apps", "StatefulSet"), ("apps", "DaemonSet"), ("apps", "ReplicaSet"),
+    ("", "ReplicationController"), ("batch", "CronJob"), ("batch", "Job"),
+})
+PAGE_SIZE = 500
 
 
 def run_audit(config: Config, kubeconfig: str | None) -> CheckReport:
-    objects = dict(_list_all(kubeconfig))
+    return audit_objects(config, dict(_list_all(kubeconfig)))
+
+
+def audit_objects(config: Config, objects: Mapping[str, list[Mapping[str, Any]]]) -> CheckReport:
+    """Judge listed objects (kind -> raw items, as the API server returns them)."""
+    errors: dict[tuple[str, int], CheckResult] = {}  # (kind, index) of what could not be read
+    namespaces: list[NamespaceInfo] = []
+    for index, obj in enumerate(objects.get("Namespace", [])):
+        try:
+            namespaces.append(parse_namespace(obj))
+        except ObjectError as error:
+            errors["Namespace", index] = _error(_manifest("Namespace", index, obj), config, error)
+    policies: list[NetworkPolicy] = []
+    unreadable: list[tuple[str, str, str]] = []
+    for index, obj in enumerate(objects.get("NetworkPolicy", [])):
+        try:
+            policies.append(parse_network_policy(obj))
+        except ObjectError as error:
+            manifest = _manifest("NetworkPolicy", index, obj)
+            unreadable.append((manifest.namespace("default"), manifest.name, str(error)))
+            errors["NetworkPolicy", index] = _error(manifest, config, error)
     state = ClusterState()
-    try:
-        state.replace_all(
-            (parse_namespace(o) for o in objects["Namespace"]),
-            (parse_network_policy(o) for o in objects["NetworkPolicy"]),
-        )
-    except ObjectError as error:
-        raise AuditError(f"unreadable object in the cluster: {error}") from None
+    state.replace_all(namespaces, policies, unreadable)
     engine = Engine(config)
-    results = []
+    results: list[CheckResult] = []
     for kind, _, _ in LISTED:
-        for index, obj in enumerate(objects[kind]):
-            if _controlled(obj):
+        for index, obj in enumerate(objects.get(kind, [])):
+            if (kind, index) in errors:
+                results.append(errors[kind, index])
+                continue
+            if _controlled_by_audited_kind(obj):
                 continue  # judged through its controller's pod template
-            manifest = Manifest(source=CLUSTER, document=index + 1, obj={**obj, "kind": kind})
+            manifest = _manifest(kind, index, obj)
             try:
                 result = judge_as_created(engine, state, manifest, "default")
             except ObjectError as error:
-                raise AuditError(f"{manifest.where}: {error}") from None
+                results.append(_error(manifest, config, error))
+                continue
             if kind == "Namespace":
                 # protected-labels judges label *changes*; labels a namespace already has are not one.
                 kept = tuple(v for v in result.decision.violations if v.rule != "protected-labels")
@@ -67,9 +94,27 @@ def run_audit(config: Config, kubeconfig: str | None) -> CheckReport:
     return CheckReport(results)
 
 
-def _controlled(obj: Mapping[str, Any]) -> bool:
-    owners = (obj.get("metadata") or {}).get("ownerReferences") or []
-    return any(isinstance(o, Mapping) and o.get("controller") for o in owners)
+def _manifest(kind: str, index: int, obj: Mapping[str, Any]) -> Manifest:
+    return Manifest(source=CLUSTER, document=index + 1, obj={**obj, "kind": kind})
+
+
+def _error(manifest: Manifest, config: Config, error: ObjectError) -> CheckResult:
+    namespace = "" if manifest.kind == "Namespace" else manifest.namespace("default")
+    decision = Decision(kind=manifest.kind, namespace=namespace, name=manifest.name, mode=config.mode, judged=False)
+    return CheckResult(manifest, namespace, decision, error=f"cannot be read: {error}")
+
+
+def _controlled_by_audited_kind(obj: Mapping[str, Any]) -> bool:
+    metadata = obj.get("metadata")
+    owners = (metadata.get("ownerReferences") if isinstance(metadata, Mapping) else None) or []
+    for owner in owners:
+        if not isinstance(owner, Mapping) or not owner.get("controller"):
+            continue
+        api_version = owner.get("apiVersion")
+        group = api_version.rpartition("/")[0] if isinstance(api_version, str) else None
+        if (group, owner.get("kind")) in AUDITED_OWNERS:
+            return True
+    return False
 
 
 def _list_all(kubeconfig: str | None) -> Iterator[tuple[str, list[Mapping[str, Any]]]]:
@@ -78,12 +123,24 @@ def _list_all(kubeconfig: str | None) -> Iterator[tuple[str, list[Mapping[str, A
     api = client.ApiClient(load_configuration(kubeconfig))
     for kind, api_class, method in LISTED:
         lister = getattr(getattr(client, api_class)(api), method)
-        try:
-            # Raw camelCase JSON, exactly like manifests, so the core reads both the same way.
-            response = lister(_preload_content=False, _request_timeout=30)
-            body = json.loads(response.data)
-        except Exception as error:  # the client raises ApiException, urllib3 and socket errors
-            status = getattr(error, "status", None)
-            why = f"HTTP {status} {getattr(error, 'reason', '')}".strip() if status else str(error).splitlines()[0]
-            raise AuditError(f"cannot list {kind}s: {why}") from None
-        yield kind, [item for item in body.get("items") or [] if isinstance(item, Mapping)]
+        items: list[Mapping[str, Any]] = []
+        token: str | None = None
+        while True:
+            try:
+                # Raw camelCase JSON, exactly like manifests, so the core reads both the same way; paginated
+                # with limit/continue so a large cluster never needs one huge response.
+                kwargs: dict[str, Any] = {"limit": PAGE_SIZE, "_preload_content": False, "_request_timeout": 30}
+                if token:
+                    kwargs["_continue"] = token
+                response = lister(**kwargs)
+                body = json.loads(response.data)
+            except Exception as error:  # the client raises ApiException, urllib3 and socket errors
+                status = getattr(error, "status", None)
+                why = (f"HTTP {status} {getattr(error, 'reason', '')}".strip() if status
+                       else str(error).splitlines()[0])
+                raise AuditError(f"cannot list {kind}s: {why}") from None
+            items.extend(item for item in body.get("items") or [] if isinstance(item, Mapping))
+            token = (body.get("metadata") or {}).get("continue")
+            if not token:
+                break
+        yield kind, items

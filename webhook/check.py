@@ -8,8 +8,8 @@ NetworkPolicies found in the same inputs (order does not matter, as with
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
 
 from webhook.core.config import Config
 from webhook.core.engine import Decision, Engine, Request, User
@@ -32,19 +32,28 @@ class CheckResult:
     manifest: Manifest
     namespace: str  # "" for cluster-scoped objects (Namespace)
     decision: Decision
+    # `audit` only: the object exists in the cluster but cannot be read (the API server would refuse it today).
+    error: str | None = None
+
+    @property
+    def allowed(self) -> bool:
+        return self.error is None and self.decision.allowed
 
     def as_json(self) -> dict[str, object]:
         decision = self.decision
-        return {
+        data: dict[str, object] = {
             "kind": self.manifest.kind,
             "namespace": self.namespace,
             "name": self.manifest.name,
-            "allowed": decision.allowed,
+            "allowed": self.allowed,
             "violations": [
                 {"rule": v.rule, "action": v.action, "message": v.text} for v in decision.violations
             ],
             "isolation": decision.isolation.as_dict() if decision.isolation is not None else None,
         }
+        if self.error is not None:
+            data["error"] = self.error
+        return data
 
 
 @dataclass(frozen=True)
@@ -53,7 +62,7 @@ class CheckReport:
 
     @property
     def allowed(self) -> bool:
-        return all(result.decision.allowed for result in self.results)
+        return all(result.allowed for result in self.results)
 
 
 def run_check(
@@ -65,7 +74,11 @@ def run_check(
     groups: Iterable[str] = (),
 ) -> CheckReport:
     """Read and judge; raises InputError (with file and document) for bad input."""
-    manifests = read_manifests(paths)
+    # Judged as creations: the API server clears deletionTimestamp on create, so a manifest carrying one
+    # must not be waved through as "being deleted".
+    manifests = [_as_created(m) for m in read_manifests(paths)]
+    if not manifests:
+        raise InputError(f"no Kubernetes objects found in {', '.join(paths) or 'the inputs'}")
     state = state_from_manifests(manifests, default_namespace)
     engine = Engine(config, offline=True)
     requester = User(username=user, groups=frozenset(groups))
@@ -76,6 +89,14 @@ def run_check(
         except ObjectError as error:
             raise InputError(f"{manifest.where}: {manifest.kind} {manifest.name}: {error}") from None
     return CheckReport(results)
+
+
+def _as_created(manifest: Manifest) -> Manifest:
+    metadata = manifest.obj.get("metadata")
+    if not isinstance(metadata, Mapping) or "deletionTimestamp" not in metadata:
+        return manifest
+    cleared = {k: v for k, v in metadata.items() if k not in ("deletionTimestamp", "deletionGracePeriodSeconds")}
+    return replace(manifest, obj={**manifest.obj, "metadata": cleared})
 
 
 def judge_as_created(engine: Engine, view: ClusterView, manifest: Manifest, default_namespace: str,
@@ -98,7 +119,10 @@ def _table(report: CheckReport) -> str:
     details: list[str] = []
     for result in report.results:
         decision = result.decision
-        if not decision.allowed:
+        if result.error is not None:
+            verdict = "ERROR"
+            details.append(f"ERROR {result.manifest.where}\n  {result.error}")
+        elif not decision.allowed:
             verdict = "DENY"
         elif decision.violations:
             verdict = "WARN"
@@ -118,10 +142,13 @@ def _table(report: CheckReport) -> str:
         details.extend(f"NOTE {result.manifest.where}\n  {note}" for note in decision.notes)
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
-    denied = sum(1 for r in report.results if not r.decision.allowed)
+    denied = sum(1 for r in report.results if r.error is None and not r.decision.allowed)
     warned = sum(1 for r in report.results if r.decision.allowed and r.decision.violations)
+    unreadable = sum(1 for r in report.results if r.error is not None)
     count = len(report.results)
     summary = f"{count} object{'' if count == 1 else 's'}: {denied} denied, {warned} with warnings"
+    if unreadable:
+        summary += f", {unreadable} unreadable"
     text = "\n".join(lines) + "\n"
     if details:
         text += "\n" + "\n".join(details) + "\n"

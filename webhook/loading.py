@@ -13,13 +13,14 @@ import sys
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
 from webhook.core.config import Config, ConfigError, config_from_data
 from webhook.core.errors import ObjectError
 from webhook.core.netpol import NetworkPolicy, parse_network_policy
+from webhook.core.objects import name_of, namespace_of
 from webhook.core.state import ClusterState, NamespaceInfo, parse_namespace
 from webhook.errors import InputError as InputError  # re-exported: raised here
 
@@ -27,7 +28,19 @@ MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 CLUSTER = "cluster"  # the source of objects read from an API server (`audit`)
 
 # libyaml's loader is several times faster; fall back when PyYAML was built without it.
-_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_BaseLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Loader(_BaseLoader):  # type: ignore[misc]
+    """YAML read as Kubernetes reads it (sigs.k8s.io/yaml): a timestamp-looking scalar stays a string.
+
+    `name: 2020-01-01` is the name "2020-01-01", never a date that would fail as a non-string name.
+    """
+
+    yaml_implicit_resolvers: ClassVar[dict[Any, Any]] = {
+        first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+        for first, resolvers in _BaseLoader.yaml_implicit_resolvers.items()
+    }
 
 
 
@@ -51,19 +64,11 @@ class Manifest:
         return str(self.obj.get("kind", ""))
 
     def namespace(self, default: str) -> str:
-        metadata = self.obj.get("metadata") or {}
-        value = metadata.get("namespace") if isinstance(metadata, Mapping) else None
-        return value if isinstance(value, str) and value else default
+        return namespace_of(self.obj, default)
 
     @property
     def name(self) -> str:
-        metadata = self.obj.get("metadata") or {}
-        if not isinstance(metadata, Mapping):
-            return ""
-        name = metadata.get("name") or ""
-        if not name and metadata.get("generateName"):
-            return f"{metadata['generateName']}*"
-        return str(name)
+        return name_of(self.obj)
 
 
 def expand_paths(paths: Iterable[str]) -> list[str]:
@@ -75,7 +80,7 @@ def expand_paths(paths: Iterable[str]) -> list[str]:
             continue
         path = Path(raw)
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in MANIFEST_SUFFIXES)
+            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in MANIFEST_SUFFIXES)
             files.extend(str(p) for p in found)
         elif path.exists():
             files.append(str(path))
@@ -97,7 +102,7 @@ def _read_file(file: str) -> Iterator[Manifest]:
         text = sys.stdin.read() if file == "-" else Path(file).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise InputError(f"{source}: cannot read: {error}") from None
-    if file.endswith(".json"):
+    if file.lower().endswith(".json"):
         # JSON is YAML, but json.loads is ~20x faster on large state dumps (`serve --state`).
         try:
             document = json.loads(text)

@@ -32,7 +32,8 @@ def test_audit_reports_existing_workloads_and_policies(cluster: ControlPlane) ->
         {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
          "metadata": {"name": "to-internet", "namespace": "audit-covered"},
          "spec": {"podSelector": {}, "policyTypes": ["Egress"],
-                  "egress": [{"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": ["169.254.0.0/16"]}}]}]}},
+                  "egress": [{"to": [{"ipBlock": {"cidr": "0.0.0.0/0",
+                                                   "except": ["169.254.0.0/16", "100.100.100.200/32"]}}]}]}},
         deployment("audit-open"),
         deployment("audit-covered"),
     ]

@@ -155,6 +155,12 @@ def test_cert_manager_mode_is_the_overlay_with_the_component(helm_bin: Path, kub
     assert_same(chart, kustomize(kubectl_bin, with_component(tmp_path, "enforce", "cert-manager")))
 
 
+def test_pod_coverage_is_the_overlay_with_the_pod_coverage_component(helm_bin: Path, kubectl_bin: Path,
+                                                                    tmp_path: Path) -> None:
+    chart = template(helm_bin, "coverage=pod")
+    assert_same(chart, kustomize(kubectl_bin, with_component(tmp_path, "enforce", "pod-coverage")))
+
+
 def test_cert_manager_with_your_own_issuer_makes_no_issuer(helm_bin: Path) -> None:
     objs = template(helm_bin, "certificates.mode=cert-manager", "certificates.certManager.issuerRef.kind=ClusterIssuer",
                     "certificates.certManager.issuerRef.name=corp-ca")

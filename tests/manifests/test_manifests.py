@@ -256,7 +256,26 @@ def test_webhook_rules_cover_exactly_the_judged_resources(rendered: tuple[Obj, .
         ("batch", "cronjobs"): create_update,
         ("networking.k8s.io", "networkpolicies"): {"CREATE", "UPDATE", "DELETE"},
         ("", "namespaces"): create_update,
+        # Label changes made through status are kept by the API server; finalize (deletion) is never sent.
+        ("", "namespaces/status"): {"UPDATE"},
     }
+
+
+def test_pod_coverage_component_switches_the_mode_and_registers_pod_status(
+        kubectl_bin: Path, tmp_path: Path) -> None:
+    manifests = os.path.relpath(MANIFESTS, tmp_path)
+    (tmp_path / "kustomization.yaml").write_text(
+        f"resources: [{manifests}/overlays/enforce]\ncomponents: [{manifests}/components/pod-coverage]\n")
+    proc = subprocess.run([str(kubectl_bin), "kustomize", str(tmp_path)], capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    objs = tuple(doc for doc in yaml.safe_load_all(proc.stdout) if doc is not None)
+    _, config = _config(objs)
+    assert (config.coverage, config.mode) == ("pod", "enforce")
+    judged = _judged(_webhooks(objs))
+    assert judged[("", "pods/status")] == {"UPDATE"}
+    assert judged[("", "namespaces/status")] == {"UPDATE"}
+    assert [o["kind"] for o in objs] == [o["kind"] for o in _render_cached(kubectl_bin, "enforce")]
 
 
 def _sends(webhook: Obj, namespace: str) -> bool:
@@ -299,7 +318,7 @@ def test_namespace_objects_go_to_their_own_webhook(rendered: tuple[Obj, ...]) ->
         resources = {resource for rule in webhook["rules"] for resource in rule["resources"]}
         scopes = {rule.get("scope") for rule in webhook["rules"]}
         if "namespaces" in resources:
-            assert resources == {"namespaces"} and scopes == {"Cluster"}
+            assert resources == {"namespaces", "namespaces/status"} and scopes == {"Cluster"}
             assert "objectSelector" in webhook  # matched on the old and the new object on UPDATE
         else:
             assert scopes == {"Namespaced"}

@@ -159,13 +159,22 @@ def test_unknown_kind_has_no_opinion(client: httpx.Client) -> None:
     assert send(client, review("ConfigMap", config_map, uid="cm")) == {"uid": "cm", "allowed": True}
 
 
-def test_malformed_object_fails_closed_with_reason(client: httpx.Client) -> None:
+def test_malformed_object_is_bad_input_400_naming_the_field(client: httpx.Client) -> None:
     policy = allow_policy("covered", "bad", "web", cidr="banana")
-    response = send(client, review("NetworkPolicy", policy))
-    assert response["allowed"] is False
-    assert response["status"]["code"] == 403
-    assert "netpol-guard could not verify the object" in response["status"]["message"]
-    assert "banana" in response["status"]["message"]
+    answer = client.post("/validate", json=review("NetworkPolicy", policy))
+    assert answer.status_code == 400
+    error = answer.json()["error"]
+    assert error.startswith("request.object: NetworkPolicy covered/bad: spec.egress[1].to[0].ipBlock.cidr")
+    assert "banana" in error
+
+
+def test_a_named_port_that_is_not_a_service_name_is_400(client: httpx.Client) -> None:
+    policy = deny_all("covered", "odd")
+    policy["spec"]["ingress"] = [{"from": [{"podSelector": {}}], "ports": [{"port": "²"}]}]
+    answer = client.post("/validate", json=review("NetworkPolicy", policy))
+    assert answer.status_code == 400
+    assert "spec.ingress[0].ports[0].port: '²' is not a port number or an IANA service name" in \
+        answer.json()["error"]
 
 
 def v1beta1() -> bytes:

@@ -130,12 +130,22 @@ class FakeAPI:
         return path
 
 
+def unreadable(ns: str) -> dict[str, Any]:
+    policy = deny_all(ns, "legacy")
+    policy["spec"]["ingress"] = [{"ports": [{"port": "Not_A_Name"}]}]
+    return policy
+
+
 @pytest.fixture(scope="module")
 def fake() -> Iterator[FakeAPI]:
     api = FakeAPI()
-    for name in ("covered", "bare", "racing", "broken", "late", "relisted"):
+    for name in ("covered", "bare", "racing", "broken", "late", "relisted", "odd", "oddbare"):
         api.add_namespace(namespace(name))
     api.add_policy(deny_all("covered"))
+    # Stored by the API server, unreadable to us (not an IANA service name): kept by name, never hiding the rest.
+    api.add_policy(deny_all("odd"))
+    api.add_policy(unreadable("odd"))
+    api.add_policy(unreadable("oddbare"))
     api.thread.start()
     yield api
     api.stopping.set()
@@ -171,8 +181,9 @@ def test_synced_from_list(client: httpx.Client) -> None:
     assert client.get("/readyz").text == "ok"
     metrics = client.get("/metrics").text
     assert "netpol_guard_cache_synced 1.0" in metrics
-    assert 'netpol_guard_cache_objects{kind="Namespace"} 6.0' in metrics
-    assert 'netpol_guard_cache_objects{kind="NetworkPolicy"} 1.0' in metrics
+    assert 'netpol_guard_cache_objects{kind="Namespace"} 8.0' in metrics
+    assert 'netpol_guard_cache_objects{kind="NetworkPolicy"} 2.0' in metrics
+    assert 'netpol_guard_cache_unreadable_objects{kind="NetworkPolicy"} 2.0' in metrics
 
 
 def test_allowed_from_cache_without_live_read(client: httpx.Client, fake: FakeAPI) -> None:
@@ -231,3 +242,16 @@ def test_410_gone_relists(client: httpx.Client, fake: FakeAPI) -> None:
     fake.events["np"].put({"type": "ERROR", "object": {"kind": "Status", "code": 410, "reason": "Expired"}})
     assert wait_allowed(client, "relisted")
     assert fake.lists["np"] == lists + 1
+
+
+def test_an_unreadable_policy_never_hides_the_rest_of_its_namespace(client: httpx.Client, fake: FakeAPI) -> None:
+    assert decide(client, "odd")["allowed"] is True  # judged on the readable deny-all
+    response = decide(client, "oddbare")  # confirmed by a live read that holds the same unreadable policy
+    assert response["allowed"] is False
+    message = response["status"]["message"]
+    assert "judged on the readable policies only, these could not be read: NetworkPolicy oddbare/legacy: " \
+        "spec.ingress[0].ports[0].port: 'Not_A_Name' is not a port number or an IANA service name" in message
+    # Its own DELETE is never blocked.
+    delete = client.post("/validate", json=review("NetworkPolicy", None, operation="DELETE",
+                                                  old=unreadable("oddbare"))).json()["response"]
+    assert delete["allowed"] is True

@@ -48,21 +48,20 @@ def test_audit_mode_allows_with_warnings_and_annotations(
         assert server.stop() == 0
 
 
-def test_fail_open_allows_malformed_object_with_warning(
+def test_a_malformed_object_is_bad_input_whatever_the_fail_mode(
     tmp_path: Path, certs: tuple[Path, Path], tls_context: ssl.SSLContext
 ) -> None:
+    # failClosed decides when the cluster state cannot be read; a malformed object is the sender's error (400),
+    # and the API server's failurePolicy decides what becomes of the request.
     server = ServerProcess(tmp_path, state=state_dir(tmp_path), cert_dir=certs[0], config={"failClosed": False})
     server.start(certs[1])
     try:
         with make_client(server.url, tls_context) as client:
             policy = deny_all("covered", "broken")
             policy["spec"]["podSelector"] = "everything"
-            response = client.post("/validate", json=review("NetworkPolicy", policy)).json()["response"]
-            assert response["allowed"] is True
-            assert "netpol-guard could not verify the object" in response["warnings"][0]
-            assert "failClosed is false" in response["warnings"][0]
-            assert "netpol-guard.unverified" in response["auditAnnotations"]
-            assert 'decision="error"' in client.get("/metrics").text
+            answer = client.post("/validate", json=review("NetworkPolicy", policy))
+            assert answer.status_code == 400
+            assert answer.json()["error"].startswith("request.object: NetworkPolicy covered/broken: spec.podSelector")
     finally:
         server.stop()
 

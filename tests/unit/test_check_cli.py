@@ -159,3 +159,54 @@ def test_cluster_scoped_kinds_have_no_namespace_and_cidr_notes_show(tmp_path: Pa
     table = run(str(file)).stdout
     assert "NetworkPolicy shop/p: spec.ingress[0].from[0].ipBlock.cidr 10.0.0.1/24 has host bits set; " \
            "it means 10.0.0.0/24" in table
+
+
+def test_inputs_without_objects_exit_2(tmp_path: Path) -> None:
+    (tmp_path / "empty.yaml").write_text("")
+    (tmp_path / "emptydir").mkdir()
+    (tmp_path / "only-docs.yaml").write_text("---\n---\n# nothing\n")
+    for target in ("empty.yaml", "emptydir", "only-docs.yaml"):
+        proc = run(str(tmp_path / target))
+        assert proc.returncode == 2, (target, proc.stdout, proc.stderr)
+        assert "no Kubernetes objects found in" in proc.stderr and "Traceback" not in proc.stderr
+    assert run("-", stdin="").returncode == 2
+
+
+def test_manifest_suffixes_are_matched_case_insensitively(tmp_path: Path) -> None:
+    write(tmp_path / "POD.YAML", pod())
+    (tmp_path / "Policy.JSON").write_text(json.dumps(deny_all()))
+    write(tmp_path / "other.Yml", pod("api"))
+    proc = run("-o", "json", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert sorted((r["kind"], r["name"]) for r in results(proc)) == [
+        ("NetworkPolicy", "default-deny-all"), ("Pod", "api"), ("Pod", "web")]
+
+
+def test_manifests_are_judged_as_creations_whatever_their_deletion_timestamp(tmp_path: Path) -> None:
+    hostile = pod(host_network=True)
+    hostile["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    leaving = deny_all()
+    leaving["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"  # still counts: it is being created
+    proc = run("-o", "json", str(write(tmp_path / "a.yaml", hostile, leaving)))
+    assert proc.returncode == 1
+    assert [v["rule"] for v in results(proc)[0]["violations"]] == ["host-network"]
+
+
+def test_yaml_is_read_as_kubernetes_reads_it(tmp_path: Path) -> None:
+    # A timestamp-looking scalar stays a string (sigs.k8s.io/yaml), never a date.
+    (tmp_path / "dated.yaml").write_text(
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: 2020-01-01\n  labels: {since: 2021-02-03}\n")
+    proc = run("-o", "json", str(tmp_path / "dated.yaml"))
+    assert proc.returncode == 0, proc.stderr
+    assert [(r["kind"], r["name"]) for r in results(proc)] == [("Namespace", "2020-01-01")]
+
+
+def test_a_named_port_that_is_not_a_service_name_is_bad_input(tmp_path: Path) -> None:
+    bad = netpol("np", policyTypes=["Ingress"], ingress=[{"ports": [{"port": "²"}]}])
+    file = tmp_path / "bad.yaml"
+    file.write_text(yaml.safe_dump(bad, allow_unicode=True))
+    proc = run(str(file))
+    assert proc.returncode == 2
+    assert "document 1: NetworkPolicy np: spec.ingress[0].ports[0].port: '²' is not a port number or an IANA " \
+        "service name" in proc.stderr
+    assert "Traceback" not in proc.stderr

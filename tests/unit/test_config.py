@@ -84,3 +84,28 @@ def test_every_catalogued_rule_is_configurable_by_its_id() -> None:
     assert sorted(field.alias or name for name, field in Rules.model_fields.items()) == sorted(ids)
     for rule_id in ids:
         assert Config().rules.get(rule_id).action in ("enforce", "warn")
+
+
+def test_open_ports_are_read_like_network_policy_ports() -> None:
+    from webhook.core.config import ConfigError, config_from_data
+
+    cfg = config_from_data({"rules": {"allow-all-ingress": {"openPorts": [{"port": "443"}, {"port": "https"}]}}})
+    assert [p.port for p in cfg.rules.allow_all_ingress.open_ports] == [443, "https"]
+    with pytest.raises(ConfigError) as caught:
+        config_from_data({"rules": {"allow-all-ingress": {"openPorts": [{"port": "²"}]}}})
+    assert "rules.allow-all-ingress.openPorts.0.port" in str(caught.value)
+    assert "IANA service name" in str(caught.value)
+
+
+def test_metadata_endpoint_settings() -> None:
+    from webhook.core.config import ConfigError, config_from_data
+
+    cfg = config_from_data({})
+    assert cfg.rules.metadata_endpoint.addresses == ["169.254.169.254", "169.254.170.2", "169.254.170.23",
+                                                     "fd00:ec2::254", "fd00:ec2::23", "100.100.100.200"]
+    assert cfg.rules.metadata_endpoint.port_intervals == (("TCP", (80, 80)),)
+    with pytest.raises(ConfigError) as caught:
+        config_from_data({"rules": {"metadata-endpoint": {"addresses": ["169.254.169.254/32"]}}})
+    assert "rules.metadata-endpoint.addresses" in str(caught.value)
+    with pytest.raises(ConfigError):
+        config_from_data({"rules": {"metadata-endpoint": {"ports": [{"port": "http"}]}}})

@@ -166,8 +166,28 @@ def test_objects_being_deleted_are_never_judged() -> None:
 # ----- updates -----
 def test_controller_updates_are_judged_like_creates() -> None:
     old = workload("Deployment")
-    assert not review(copy.deepcopy(old), state(), operation="UPDATE", old=old).allowed
-    assert review(copy.deepcopy(old), state(deny_all()), operation="UPDATE", old=old).allowed
+    new = copy.deepcopy(old)
+    new["spec"]["template"]["metadata"]["labels"]["version"] = "2"
+    assert not review(new, state(), operation="UPDATE", old=old).allowed
+    assert review(new, state(deny_all()), operation="UPDATE", old=old).allowed
+
+
+@pytest.mark.parametrize("kind", sorted(set(TEMPLATE_PATHS) - {"Pod"}))
+def test_controller_updates_that_keep_the_pod_template_get_no_opinion(kind: str) -> None:
+    # Scaling, the garbage collector removing an ownerReference (kubectl delete --cascade=orphan), annotations.
+    old = workload(kind)
+    new = copy.deepcopy(old)
+    new["metadata"]["annotations"] = {"note": "x"}
+    new["metadata"]["ownerReferences"] = []
+    new.setdefault("spec", {})["replicas"] = 0
+    decision = review(new, state(), operation="UPDATE", old=old)
+    assert decision.allowed and not decision.judged and decision.violations == ()
+    hostile = copy.deepcopy(old)
+    template = hostile
+    for key in TEMPLATE_PATHS[kind]:
+        template = template[key]
+    template.setdefault("spec", {})["hostNetwork"] = True
+    assert rule_ids(review(hostile, state(deny_all()), operation="UPDATE", old=old)) == {"host-network"}
 
 
 def test_pod_update_is_judged_only_in_pod_mode() -> None:
@@ -300,3 +320,73 @@ def test_normalised_cidrs_are_noted() -> None:
     assert decision.allowed and decision.violations == ()
     assert decision.notes == ("NetworkPolicy shop/p: spec.egress[0].to[0].ipBlock.cidr 10.1.2.3/16 has host bits "
                               "set; it means 10.1.0.0/16",)
+
+
+# ----- stored objects we cannot read -----
+UNREADABLE = netpol("legacy", policyTypes=["Ingress", "Egress"], ingress=[{"ports": [{"port": "Not_A_Name"}]}])
+
+
+def test_an_unreadable_stored_policy_never_blocks_its_own_delete() -> None:
+    decision = review(None, state(), operation="DELETE", old=UNREADABLE)  # type: ignore[arg-type]
+    assert decision.allowed and decision.violations == ()
+    assert decision.notes == ("NetworkPolicy shop/legacy as stored cannot be read (spec.ingress[0].ports[0].port: "
+                              "'Not_A_Name' is not a port number or an IANA service name (at most 15 characters "
+                              "a-z, 0-9 and '-', at least one letter, no '--', no '-' at either end)); "
+                              "judged without it",)
+    # Fixing it (an UPDATE to something readable) is judged on the new object alone.
+    fixed = deny_all(name="legacy")
+    assert review(fixed, state(), operation="UPDATE", old=UNREADABLE).allowed
+
+
+def test_an_unreadable_policy_never_hides_the_rest_of_its_namespace() -> None:
+    from webhook.core.netpol import parse_network_policy
+    from webhook.core.state import ClusterState
+
+    cluster = ClusterState()
+    cluster.replace_all([], [parse_network_policy(deny_all())], [("shop", "legacy", "spec.ingress[0]: bad")])
+    assert review(pod(), cluster).allowed  # judged on the readable deny-all
+    cluster.remove_policy("shop", "default-deny-all")
+    (violation,) = review(pod(), cluster).violations
+    assert violation.message == (
+        "deny-all-coverage: Pod shop/web: namespace shop has no default-deny for Ingress and Egress; judged on the "
+        "readable policies only, these could not be read: NetworkPolicy shop/legacy: spec.ingress[0]: bad")
+    # A later readable version replaces the unreadable entry, and a delete forgets it.
+    cluster.set_policy(parse_network_policy(deny_all(name="legacy")))
+    assert cluster.unreadable("shop") == {} and review(pod(), cluster).allowed
+    cluster.set_unreadable("shop", "legacy", "broken again")
+    assert cluster.policies("shop") == () and cluster.unreadable("shop") == {"legacy": "broken again"}
+    cluster.remove_policy("shop", "legacy")
+    assert cluster.unreadable("shop") == {}
+
+
+# ----- exempt names -----
+EXEMPT_NAMES = config(exemptions={"namespaces": ["monitoring"], "principals": {"users": ["gitops"]}},
+                      rules={"broad-cidr": {"exemptNamespaces": ["egress-gateway", "monitoring"]}})
+
+
+@pytest.mark.parametrize(("name", "sources"), [
+    ("monitoring", "exemptions.namespaces, rules.broad-cidr.exemptNamespaces"),
+    ("egress-gateway", "rules.broad-cidr.exemptNamespaces"),
+    ("netpol-guard", "netpol-guard's own namespace"),
+    ("kube-public", "a system namespace"),
+])
+def test_creating_a_namespace_with_an_exempt_name_needs_an_admin(name: str, sources: str) -> None:
+    decision = review(namespace(name), state(), EXEMPT_NAMES)
+    (violation,) = decision.violations
+    assert (violation.rule, violation.action) == ("protected-labels", "deny")
+    assert violation.message == (
+        f"protected-labels: Namespace {name}: the name {name} is exempt by name ({sources}); creating a namespace "
+        "with an exempt name needs an admin principal")
+    assert review(namespace(name), state(), EXEMPT_NAMES, groups=("system:masters",)).allowed
+    assert review(namespace(name), state(), EXEMPT_NAMES, user="gitops").allowed  # exempt principal
+    assert review(namespace("shop"), state(), EXEMPT_NAMES).allowed
+
+
+def test_existing_exempt_namespaces_keep_working() -> None:
+    monitoring = namespace("monitoring", {"team": "obs"})
+    updated = namespace("monitoring", {"team": "obs", "x": "y"})
+    assert review(updated, state(monitoring), EXEMPT_NAMES, operation="UPDATE", old=monitoring).allowed
+    assert review(pod(namespace="monitoring"), state(monitoring), EXEMPT_NAMES).exempt == \
+        "namespace monitoring is exempt by name"
+    off = config(exemptions={"namespaces": ["monitoring"]}, rules={"protected-labels": {"action": "off"}})
+    assert review(namespace("monitoring"), state(), off).allowed

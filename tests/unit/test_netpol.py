@@ -124,3 +124,38 @@ def test_cidr_normalisation_keeps_the_prefix(address: ipaddress.IPv4Address | ip
     assert block.cidr.prefixlen == prefix
     assert address in block.cidr
     assert block.normalised == (block.cidr.network_address != address)
+
+
+@pytest.mark.parametrize("name", ["http", "h2c", "a", "my-port", "x" * 15, "8080-web", "web8"])
+def test_named_ports_are_iana_service_names(name: str) -> None:
+    policy = parse_network_policy(netpol("p", ingress=[{"ports": [{"port": name}]}]))
+    assert (policy.ingress[0].ports or ())[0].port == name
+
+
+@pytest.mark.parametrize("name", ["²", "HTTP", "x" * 16, "-web", "web-", "we--b", "80/tcp", "web_1", "٨٠", "",
+                                  "http port"])
+def test_other_string_ports_are_bad_input(name: str) -> None:
+    with pytest.raises(ObjectError) as caught:
+        parse_network_policy(netpol("p", ingress=[{"ports": [{"port": name}]}]))
+    assert caught.value.path == "spec.ingress[0].ports[0].port"
+    assert "IANA service name" in caught.value.problem or "between 1 and 65535" in caught.value.problem
+
+
+@pytest.mark.parametrize(("written", "means"), [
+    ("010.0.0.0/8", "10.0.0.0/8"), ("192.168.001.000/24", "192.168.1.0/24"), ("0010.000.0.0/016", "10.0.0.0/16"),
+])
+def test_cidrs_with_leading_zeros_are_decimal_like_the_api_servers_legacy_parser(written: str, means: str) -> None:
+    policy = parse_network_policy(netpol("p", egress=[{"to": [{"ipBlock": {"cidr": written, "except": [
+        "010.0.0.0/16" if means.startswith("10.") else "192.168.1.0/25"]}}]}]))
+    block = (policy.egress[0].peers or ())[0].ip_block
+    assert block is not None
+    assert str(block.cidr) == means
+    assert block.leading_zeros
+    assert block.describe() == f"{written} (leading zeros are decimal; means {means})"
+
+
+@pytest.mark.parametrize("cidr", ["10.0.0.0/255.0.0.0", "256.0.0.0/8", "10.0.0/8", "10.0.0.0/ 8", "10.0.0.0/x"])
+def test_cidrs_the_api_server_refuses(cidr: str) -> None:
+    with pytest.raises(ObjectError) as caught:
+        parse_network_policy(netpol("p", egress=[{"to": [{"ipBlock": {"cidr": cidr}}]}]))
+    assert caught.value.path == "spec.egress[0].to[0].ipBlock.cidr"

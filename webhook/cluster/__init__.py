@@ -9,11 +9,12 @@ Two sources behind one protocol (`ClusterSource`, in `source`):
 from __future__ import annotations
 
 from webhook.cluster.reflector import KubernetesSource
-from webhook.cluster.source import ClusterSource
+from webhook.cluster.source import ClusterSource, LiveNamespace
 from webhook.cluster.static import StaticSource
 from webhook.errors import LiveReadError, SourceError
 
-__all__ = ["ClusterSource", "KubernetesSource", "LiveReadError", "SourceError", "StaticSource", "make_source"]
+__all__ = ["ClusterSource", "KubernetesSource", "LiveNamespace", "LiveReadError", "SourceError", "StaticSource",
+           "make_source"]
 
 
 def make_source(state_dir: str | None, kubeconfig: str | None) -> ClusterSource:

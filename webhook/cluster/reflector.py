@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+from webhook.cluster.source import LiveNamespace
 from webhook.core.errors import ObjectError
 from webhook.core.netpol import NetworkPolicy, parse_network_policy
 from webhook.core.state import ClusterState, NamespaceInfo, parse_namespace
@@ -142,9 +143,9 @@ class _Reflector:
             elif kind == "DELETED":
                 self._delete(obj)
         except ObjectError as error:
-            # One unreadable object must not stop the cache: skip it and say which one.
-            log.warning("skipping unparsable %s %s/%s: %s", self.kind, metadata.get("namespace", ""),
-                        metadata.get("name", ""), error)
+            # One unreadable object must not stop the cache, nor vanish from it: keep its name (messages cite it,
+            # a metric counts it) and drop any earlier readable version, which no longer exists.
+            self._unreadable(obj, error)
         return new_version
 
     # --- applying to the state ---
@@ -182,27 +183,44 @@ class _Reflector:
                     state.set_namespace(info)
             return
         by_namespace: dict[str, list[NetworkPolicy]] = {}
+        unreadable: dict[str, dict[str, str]] = {}
         for item in items:
-            policy = self._parse(item, lambda obj: parse_network_policy(obj, _namespace_of(obj)))
+            policy = self._parse(item, lambda obj: parse_network_policy(obj, _namespace_of(obj)), unreadable)
             if policy is not None:
                 by_namespace.setdefault(policy.namespace, []).append(policy)
         with self.source.write_lock:
             for name in state.namespace_names():
-                if name not in by_namespace and state.policies(name):
+                if name not in by_namespace and name not in unreadable and (state.policies(name)
+                                                                            or state.unreadable(name)):
                     state.replace_policies(name, [])
-            for name, policies in by_namespace.items():
-                state.replace_policies(name, policies)
+            for name in set(by_namespace) | set(unreadable):
+                state.replace_policies(name, by_namespace.get(name, []), unreadable.get(name))
 
-    def _parse(self, item: Any, parse: Callable[[Mapping[str, Any]], Any]) -> Any:
+    def _parse(self, item: Any, parse: Callable[[Mapping[str, Any]], Any],
+               unreadable: dict[str, dict[str, str]] | None = None) -> Any:
         if not isinstance(item, Mapping):
             return None
         try:
             return parse(item)
         except ObjectError as error:
             metadata = item.get("metadata") or {}
-            log.warning("skipping unparsable %s %s/%s: %s", self.kind, metadata.get("namespace", ""),
+            log.warning("unreadable %s %s/%s kept by name only: %s", self.kind, metadata.get("namespace", ""),
                         metadata.get("name", ""), error)
+            if unreadable is not None:
+                unreadable.setdefault(_namespace_of(item), {})[str(metadata.get("name", ""))] = str(error)
+            else:
+                self.source.state.note_unreadable_namespace(str(metadata.get("name", "")), str(error))
             return None
+
+    def _unreadable(self, obj: Mapping[str, Any], error: ObjectError) -> None:
+        metadata = obj.get("metadata") or {}
+        name = str(metadata.get("name", ""))
+        log.warning("unreadable %s %s/%s kept by name only: %s", self.kind, metadata.get("namespace", ""), name, error)
+        with self.source.write_lock:
+            if self.kind == "Namespace":
+                self.source.state.note_unreadable_namespace(name, str(error))
+            else:
+                self.source.state.set_unreadable(_namespace_of(obj), name, str(error))
 
     def interrupt(self) -> None:
         """Unblock a thread waiting in a watch read (closing from another thread can hang on the SSL lock)."""
@@ -297,7 +315,7 @@ class KubernetesSource:
             if reflector.thread.is_alive():
                 reflector.thread.join(timeout=2.0)
 
-    def live_namespace(self, namespace: str) -> tuple[NamespaceInfo | None, list[NetworkPolicy]]:
+    def live_namespace(self, namespace: str) -> LiveNamespace:
         """One get + one list, each with a short timeout; updates the cache with what was read."""
         try:
             info: NamespaceInfo | None
@@ -314,16 +332,26 @@ class KubernetesSource:
                 namespace, _preload_content=False, _request_timeout=LIVE_READ_TIMEOUT
             )
             items = json.loads(listing.data).get("items") or []
-            policies = [parse_network_policy(item, namespace) for item in items if isinstance(item, Mapping)]
         except Exception as error:
             raise LiveReadError(f"live read of namespace {namespace} failed: {_short(error)}") from None
+        # A policy we cannot read never hides the rest of the namespace: judge on the readable ones, name it.
+        policies: list[NetworkPolicy] = []
+        unreadable: dict[str, str] = {}
+        for item in items:
+            if not isinstance(item, Mapping):
+                continue
+            try:
+                policies.append(parse_network_policy(item, namespace))
+            except ObjectError as error:
+                metadata = item.get("metadata") or {}
+                unreadable[str(metadata.get("name", "")) if isinstance(metadata, Mapping) else ""] = str(error)
         with self.write_lock:
-            self.state.replace_policies(namespace, policies)
+            self.state.replace_policies(namespace, policies, unreadable)
             if info is not None:
                 self.state.set_namespace(info)
             else:
                 self.state.remove_namespace(namespace)
-        return info, policies
+        return LiveNamespace(info, policies, unreadable)
 
 
 def _short(error: BaseException) -> str:

@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from webhook.core.netpol import NetworkPolicy
 from webhook.core.state import ClusterState, NamespaceInfo
+
+
+@dataclass(frozen=True, slots=True)
+class LiveNamespace:
+    """A namespace as the API server has it now: its info (None: not found) and its policies."""
+
+    info: NamespaceInfo | None
+    policies: list[NetworkPolicy]
+    unreadable: Mapping[str, str] = field(default_factory=dict)  # policies that exist but cannot be read
 
 
 class ClusterSource(Protocol):
@@ -33,6 +44,6 @@ class ClusterSource(Protocol):
 
     def stop(self) -> None: ...
 
-    def live_namespace(self, namespace: str) -> tuple[NamespaceInfo | None, list[NetworkPolicy]]:
+    def live_namespace(self, namespace: str) -> LiveNamespace:
         """Blocking: the namespace and its policies as the API server has them now. Raises LiveReadError."""
         ...

@@ -8,8 +8,8 @@ from __future__ import annotations
 import time
 from itertools import chain
 
-from webhook.core.netpol import NetworkPolicy
-from webhook.core.state import ClusterState, NamespaceInfo
+from webhook.cluster.source import LiveNamespace
+from webhook.core.state import ClusterState
 from webhook.errors import InputError, LiveReadError, SourceError
 from webhook.loading import expand_paths, read_manifests, state_from_manifests
 
@@ -42,7 +42,7 @@ class StaticSource:
     def stop(self) -> None:
         pass
 
-    def live_namespace(self, namespace: str) -> tuple[NamespaceInfo | None, list[NetworkPolicy]]:
+    def live_namespace(self, namespace: str) -> LiveNamespace:
         raise LiveReadError("no API server in --state mode")
 
 

@@ -8,6 +8,7 @@ process with the field named instead of being silently ignored.
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 from collections.abc import Mapping
 from functools import cached_property
 from typing import Any, Literal
@@ -16,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from webhook.core.errors import ConfigError as ConfigError  # re-exported: raised by config_from_data
 from webhook.core.errors import ObjectError
+from webhook.core.netpol import parse_port_value
 from webhook.core.selectors import LabelSelector, parse_selector
 
 Mode = Literal["enforce", "audit"]
@@ -104,14 +106,15 @@ class OpenPort(_Strict):
 
     @field_validator("port", mode="before")
     @classmethod
-    def _numeric_string_is_a_number(cls, value: Any) -> Any:
-        # IntOrString, as in a NetworkPolicy: "80" is port 80, "http" a named port.
-        return int(value) if isinstance(value, str) and value.isdigit() else value
+    def _int_or_string(cls, value: Any) -> Any:
+        # IntOrString, read exactly as in a NetworkPolicy: "80" is port 80, "http" a named port.
+        try:
+            return parse_port_value(value, "")
+        except ObjectError as error:
+            raise ValueError(error.problem) from None
 
     @model_validator(mode="after")
     def _valid_range(self) -> OpenPort:
-        if isinstance(self.port, int) and not 1 <= self.port <= 65535:
-            raise ValueError(f"port must be between 1 and 65535, not {self.port}")
         if self.end_port is not None:
             if not isinstance(self.port, int):
                 raise ValueError("endPort needs a numeric port")
@@ -142,6 +145,52 @@ class BroadCidrSettings(RuleSettings):
     min_prefix_v6: int = Field(default=32, ge=0, le=128, alias="minPrefixV6")
 
 
+DEFAULT_METADATA_ADDRESSES = (
+    "169.254.169.254",  # AWS, GCP, Azure, OpenStack, DigitalOcean, Oracle: instance metadata
+    "169.254.170.2",  # AWS ECS task metadata and credentials
+    "169.254.170.23",  # EKS Pod Identity agent
+    "fd00:ec2::254",  # AWS instance metadata over IPv6
+    "fd00:ec2::23",  # EKS Pod Identity agent over IPv6
+    "100.100.100.200",  # Alibaba Cloud
+)
+
+
+def _metadata_ports() -> list[OpenPort]:
+    return [OpenPort(port=80, protocol="TCP")]
+
+
+class MetadataEndpointSettings(RuleSettings):
+    addresses: list[str] = Field(default_factory=lambda: list(DEFAULT_METADATA_ADDRESSES))
+    # Ports that reach the metadata service: an egress rule with no `to` that opens one of them is flagged.
+    ports: list[OpenPort] = Field(default_factory=_metadata_ports)
+
+    @field_validator("addresses")
+    @classmethod
+    def _addresses(cls, values: list[str]) -> list[str]:
+        for value in values:
+            try:
+                ipaddress.ip_address(value)
+            except ValueError:
+                raise ValueError(f"{value!r} is not an IP address") from None
+        return values
+
+    @field_validator("ports")
+    @classmethod
+    def _numeric_ports(cls, values: list[OpenPort]) -> list[OpenPort]:
+        for value in values:
+            if not isinstance(value.port, int):
+                raise ValueError(f"metadata ports must be numbers, not {value.port!r}")
+        return values
+
+    @cached_property
+    def ip_addresses(self) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...]:
+        return tuple(ipaddress.ip_address(value) for value in self.addresses)
+
+    @cached_property
+    def port_intervals(self) -> tuple[tuple[str, tuple[int, int]], ...]:
+        return tuple((p.protocol, (int(p.port), p.end_port or int(p.port))) for p in self.ports)
+
+
 class PortRangeSettings(RuleSettings):
     max_ports: int = Field(default=1024, ge=1, le=65536, alias="maxPorts")
 
@@ -167,7 +216,9 @@ class Rules(_Strict):
     )
     any_namespace: RuleSettings = Field(default_factory=RuleSettings, alias="any-namespace")
     broad_cidr: BroadCidrSettings = Field(default_factory=BroadCidrSettings, alias="broad-cidr")
-    metadata_endpoint: RuleSettings = Field(default_factory=RuleSettings, alias="metadata-endpoint")
+    metadata_endpoint: MetadataEndpointSettings = Field(
+        default_factory=MetadataEndpointSettings, alias="metadata-endpoint"
+    )
     port_range: PortRangeSettings = Field(default_factory=PortRangeSettings, alias="port-range")
     explicit_policy_types: ExplicitPolicyTypesSettings = Field(
         default_factory=ExplicitPolicyTypesSettings, alias="explicit-policy-types"

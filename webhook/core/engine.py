@@ -10,19 +10,21 @@ refusing: a deny-all applied a moment earlier is never missed.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from webhook.core.config import Config, Mode
+from webhook.core.config import SYSTEM_NAMESPACES, Config, Mode
 from webhook.core.coverage import NOT_ISOLATED, Isolation, isolation_of, namespace_coverage
 from webhook.core.errors import ObjectError
 from webhook.core.netpol import NetworkPolicy, parse_network_policy
-from webhook.core.rules import Finding, normalised_cidr_notes, policy_findings
+from webhook.core.objects import NAME_LABEL, labels_of, name_of
+from webhook.core.rules import CATALOGUE, Finding, Violation, normalised_cidr_notes, policy_findings
 from webhook.core.selectors import LabelSelector
-from webhook.core.state import NAME_LABEL, ClusterView
-from webhook.core.workloads import WORKLOAD_KINDS, PodTemplate, pod_template
+from webhook.core.state import ClusterView
+from webhook.core.workloads import TEMPLATE_PATHS, WORKLOAD_KINDS, PodTemplate, pod_template
 
 Operation = Literal["CREATE", "UPDATE", "DELETE", "CONNECT"]
+__all__ = ["JUDGED_KINDS", "Decision", "Engine", "Operation", "Request", "User", "Violation", "default_deny_json"]
 JUDGED_KINDS = WORKLOAD_KINDS | {"NetworkPolicy", "Namespace"}
 
 
@@ -44,18 +46,6 @@ class Request:
     old_object: Mapping[str, Any] | None = None
     user: User = User()
     dry_run: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Violation:
-    rule: str
-    action: Literal["deny", "warn"]
-    message: str  # one line
-    fix: str | None = None
-
-    @property
-    def text(self) -> str:
-        return self.message if self.fix is None else f"{self.message}\n{self.fix}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +119,7 @@ class Engine:
         self._exempt_selector: LabelSelector | None = selector.compiled() if selector else None
         self._overrides = [(o.namespace_selector.compiled(), o.mode) for o in config.mode_overrides]
         self._protected_keys = config.protected_label_keys() - {NAME_LABEL}
+        self._exempt_name_sources = _exempt_name_sources(config)
 
     # ----- public -----
     def review(self, request: Request, view: ClusterView, *, with_isolation: bool = False) -> Decision:
@@ -147,6 +138,11 @@ class Engine:
             return Decision(kind=request.kind, namespace=namespace, name=request.name, mode=mode, judged=False)
 
         template = pod_template(request.kind, obj) if request.kind in WORKLOAD_KINDS else None
+        if template is not None and _template_unchanged(request):
+            # A controller UPDATE that leaves the pod template alone (scaling, the garbage collector removing an
+            # ownerReference, an annotation) changes nothing about the pods: no opinion, or an object admitted
+            # in audit mode could never be scaled, annotated or orphaned once its namespace enforces.
+            return Decision(kind=request.kind, namespace=namespace, name=request.name, mode=mode, judged=False)
         isolation = None
         if with_isolation and template is not None:
             isolation = (
@@ -174,6 +170,25 @@ class Engine:
             confirm_namespace=namespace if denies_on_policies else None, notes=tuple(context.notes),
         )
 
+    def uncovered_namespaces(self, view: ClusterView) -> list[tuple[str, Mode]]:
+        """(namespace, mode) of every namespace the rules apply to that lacks namespace-wide deny-all coverage.
+
+        What metrics and alerts watch: in enforce mode this should stay empty; a namespace here lost its coverage
+        past the webhook (several replicas racing, an outage with failurePolicy Ignore, a direct etcd write).
+        """
+        found: list[tuple[str, Mode]] = []
+        selector = self._exempt_selector
+        for info in view.all_namespaces():
+            if info.terminating or info.name in self._exempt_names:
+                continue
+            if selector is not None and selector.matches(info.labels):
+                continue
+            if info.name in self.config.rules.deny_all_coverage.exempt_namespaces:
+                continue
+            if not view.coverage(info.name).complete:
+                found.append((info.name, self.mode_for_namespace(info.labels)))
+        return found
+
     def mode_for_namespace(self, labels: Mapping[str, str]) -> Mode:
         for selector, mode in self._overrides:
             if selector.matches(labels):
@@ -192,7 +207,9 @@ class Engine:
         metadata = obj.get("metadata") if isinstance(obj, Mapping) else None
         if isinstance(metadata, Mapping) and metadata.get("deletionTimestamp") is not None:
             return "the object is being deleted"
-        if namespace in self._exempt_names:
+        if namespace in self._exempt_names and not (request.kind == "Namespace" and request.operation == "CREATE"):
+            # Creating a namespace whose name is exempt is judged (protected-labels): whoever creates
+            # `monitoring` first must not become exempt by choosing the name.
             return f"namespace {namespace} is exempt by name"
         if self.config.exemptions.principals.includes(request.user.username, request.user.groups):
             # Exempt principals (e.g. a GitOps controller) are trusted with everything, namespace labels included.
@@ -210,7 +227,7 @@ class Engine:
             action: Literal["deny", "warn"] = (
                 "deny" if settings.action == "enforce" and context.mode == "enforce" else "warn"
             )
-            violations.append(Violation(finding.rule, action, finding.message, finding.fix))
+            violations.append(finding if finding.action == action else replace(finding, action=action))
         return tuple(violations)
 
     # ----- workloads -----
@@ -220,7 +237,7 @@ class Engine:
             return
         pod_update = request.kind == "Pod" and request.operation == "UPDATE"
         if pod_update and (self.config.coverage != "pod" or (
-                request.old_object is not None and dict(_labels_of(request.old_object)) == dict(template.labels))):
+                request.old_object is not None and labels_of(request.old_object) == dict(template.labels))):
             # A Pod's namespace never changes: only in pod mode, and only a label change, can alter its coverage.
             # (Controllers' finalizer and annotation updates on existing pods are never refused.)
             return
@@ -237,12 +254,12 @@ class Engine:
         if self.config.coverage == "namespace":
             coverage = view.coverage(context.namespace)
             if not coverage.complete:
-                context.findings.append(_namespace_coverage_finding(context, coverage))
+                context.findings.append(_namespace_coverage_finding(context, coverage, view))
                 context.confirm = True
         else:
             isolation = isolation_of(template.labels, view.policies(context.namespace))
             if not isolation.complete:
-                context.findings.append(_pod_coverage_finding(context, template, isolation))
+                context.findings.append(_pod_coverage_finding(context, template, isolation, view))
                 context.confirm = True
 
     # ----- network policies -----
@@ -250,12 +267,19 @@ class Engine:
         request = context.request
         if request.operation in ("CREATE", "UPDATE") and request.object is not None:
             policy = parse_network_policy(request.object, context.namespace)
-            context.findings += policy_findings(policy, self.config, self.offline)
+            # Offline (`check`) the inputs need not hold every namespace: only by-construction selectors count.
+            namespaces = None if self.offline else view.all_namespaces()
+            context.findings += policy_findings(policy, self.config, self.offline, namespaces or None)
             context.notes += normalised_cidr_notes(policy)
         if request.operation in ("UPDATE", "DELETE"):
             old: NetworkPolicy | None
             if request.old_object is not None:
-                old = parse_network_policy(request.old_object, context.namespace)
+                try:
+                    old = parse_network_policy(request.old_object, context.namespace)
+                except ObjectError as error:
+                    # Stored by the API server, unreadable to us: it must never block its own removal or fix.
+                    context.notes.append(f"{context.ref} as stored cannot be read ({error}); judged without it")
+                    old = None
             else:  # API servers before 1.15 sent no oldObject on DELETE: use what the cache holds
                 old = _cached_policy(view, context.namespace, request.name)
             if old is not None:
@@ -281,7 +305,7 @@ class Engine:
         context.findings.append(Finding(
             "protect-deny-all",
             f"protect-deny-all: {verb} NetworkPolicy {old.ref} would leave namespace {context.namespace} "
-            f"without default-deny for {' and '.join(lost)}",
+            f"without default-deny for {' and '.join(lost)}{_unreadable_text(view, context.namespace)}",
             "fix: apply another default-deny policy for that direction first (deleting the namespace is allowed)",
         ))
         context.confirm = True
@@ -289,13 +313,25 @@ class Engine:
     # ----- namespaces -----
     def _judge_namespace(self, context: _Context) -> None:
         request = context.request
-        if request.operation not in ("CREATE", "UPDATE") or not self._protected_keys:
+        exempt_by = self._exempt_name_sources.get(context.namespace) if request.operation == "CREATE" else None
+        if request.operation not in ("CREATE", "UPDATE") or not (self._protected_keys or exempt_by):
             return
         admins = self.config.rules.protected_labels.admin_principals
         if admins.includes(request.user.username, request.user.groups):
             return
-        new = _labels_of(request.object)
-        old = _labels_of(request.old_object) if request.operation == "UPDATE" else {}
+        who = request.user.username or "this requester"
+        if exempt_by:
+            context.findings.append(Finding(
+                "protected-labels",
+                f"protected-labels: {context.ref}: the name {context.namespace} is exempt by name "
+                f"({', '.join(exempt_by)}); creating a namespace with an exempt name needs an admin principal",
+                f"fix: choose another name, or ask a netpol-guard admin to create it ({who} is not an admin "
+                "principal)",
+            ))
+        if not self._protected_keys:
+            return
+        new = labels_of(request.object)
+        old = labels_of(request.old_object) if request.operation == "UPDATE" else {}
         changes = []
         for key in sorted(self._protected_keys):
             before, after = old.get(key), new.get(key)
@@ -308,7 +344,6 @@ class Engine:
             else:
                 changes.append(f"changes {key} from {before} to {after}")
         if changes:
-            who = request.user.username or "this requester"
             context.findings.append(Finding(
                 "protected-labels",
                 f"protected-labels: {context.ref} {', '.join(changes)}; these labels decide netpol-guard's "
@@ -317,19 +352,44 @@ class Engine:
             ))
 
 
-def _namespace_coverage_finding(context: _Context, coverage: Isolation) -> Finding:
+def _unreadable_text(view: ClusterView, namespace: str) -> str:
+    """Name the policies that exist but could not be read: the verdict was reached without them."""
+    broken = view.unreadable(namespace)
+    if not broken:
+        return ""
+    listed = "; ".join(f"NetworkPolicy {namespace}/{name}: {problem}" for name, problem in sorted(broken.items()))
+    return f"; judged on the readable policies only, these could not be read: {listed}"
+
+
+def _exempt_name_sources(config: Config) -> dict[str, list[str]]:
+    """Every namespace name on an exemption list -> the lists that name it (for messages)."""
+    sources: dict[str, list[str]] = {}
+    own = [(name, "a system namespace") for name in SYSTEM_NAMESPACES]
+    own.append((config.namespace, "netpol-guard's own namespace"))
+    own += [(name, "exemptions.namespaces") for name in config.exemptions.namespaces]
+    for rule_id in (rule.id for rule in CATALOGUE):
+        own += [(name, f"rules.{rule_id}.exemptNamespaces") for name in config.rules.get(rule_id).exempt_namespaces]
+    for name, source in own:
+        if source not in sources.setdefault(name, []):
+            sources[name].append(source)
+    return sources
+
+
+def _namespace_coverage_finding(context: _Context, coverage: Isolation, view: ClusterView) -> Finding:
     missing = coverage.missing
     present = [f"{d}: {', '.join(coverage.by(d))}" for d in ("Ingress", "Egress") if coverage.by(d)]
     have = f" (covered {'; '.join(present)})" if present else ""
     return Finding(
         "deny-all-coverage",
         f"deny-all-coverage: {context.ref}: namespace {context.namespace} has no default-deny for "
-        f"{' and '.join(missing)}{have}",
+        f"{' and '.join(missing)}{have}{_unreadable_text(view, context.namespace)}",
         _coverage_fix(context.namespace, missing),
     )
 
 
-def _pod_coverage_finding(context: _Context, template: PodTemplate, isolation: Isolation) -> Finding:
+def _pod_coverage_finding(
+    context: _Context, template: PodTemplate, isolation: Isolation, view: ClusterView,
+) -> Finding:
     missing = isolation.missing
     present = [f"{d}: {', '.join(isolation.by(d))}" for d in ("Ingress", "Egress") if isolation.by(d)]
     have = f" (isolated {'; '.join(present)})" if present else ""
@@ -337,7 +397,7 @@ def _pod_coverage_finding(context: _Context, template: PodTemplate, isolation: I
     return Finding(
         "deny-all-coverage",
         f"deny-all-coverage: {context.ref}: no NetworkPolicy selecting its pods ({labels}) isolates "
-        f"{' and '.join(missing)}{have}",
+        f"{' and '.join(missing)}{have}{_unreadable_text(view, context.namespace)}",
         _coverage_fix(context.namespace, missing),
     )
 
@@ -360,16 +420,19 @@ def default_deny_json(namespace: str, directions: Sequence[str]) -> str:
     )
 
 
-def _labels_of(obj: Mapping[str, Any] | None) -> Mapping[str, str]:
-    if obj is None:
-        return {}
-    metadata = obj.get("metadata") or {}
-    if not isinstance(metadata, Mapping):
-        raise ObjectError("metadata", "must be a mapping")
-    labels = metadata.get("labels") or {}
-    if not isinstance(labels, Mapping):
-        raise ObjectError("metadata.labels", "must be a mapping")
-    return labels
+def _template_unchanged(request: Request) -> bool:
+    """True for an UPDATE of a controller whose pod template (old vs new) is exactly the same."""
+    if request.operation != "UPDATE" or request.kind == "Pod" or request.old_object is None or request.object is None:
+        return False
+    path = TEMPLATE_PATHS[request.kind]
+    return bool(_dig(request.object, path) == _dig(request.old_object, path))
+
+
+def _dig(obj: Mapping[str, Any], path: Sequence[str]) -> Any:
+    node: Any = obj
+    for key in path:
+        node = node.get(key) if isinstance(node, Mapping) else None
+    return node
 
 
 def _cached_policy(view: ClusterView, namespace: str, name: str) -> NetworkPolicy | None:
@@ -380,12 +443,5 @@ def _cached_policy(view: ClusterView, namespace: str, name: str) -> NetworkPolic
 
 
 def _object_name(request: Request, obj: Mapping[str, Any] | None) -> str:
-    name = request.name
-    if not name and isinstance(obj, Mapping):
-        metadata = obj.get("metadata") or {}
-        if isinstance(metadata, Mapping):
-            name = metadata.get("name") or (
-                f"{metadata['generateName']}*" if metadata.get("generateName") else ""
-            )
-    name = name or "(unnamed)"
+    name = request.name or name_of(obj) or "(unnamed)"
     return f"{request.namespace}/{name}" if request.namespace and request.kind != "Namespace" else name

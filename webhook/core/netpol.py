@@ -13,6 +13,7 @@ The Kubernetes rules this module encodes (and other tools get wrong):
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -32,15 +33,14 @@ class IPBlock:
     cidr: IPNetwork
     excepts: tuple[IPNetwork, ...]
     written: str  # the CIDR as written, to quote it back to the user
-
-    @property
-    def normalised(self) -> bool:
-        """True when the written CIDR had host bits set (10.1.2.3/8 means 10.0.0.0/8)."""
-        return ipaddress.ip_address(self.written.split("/", 1)[0]) != self.cidr.network_address
+    normalised: bool = False  # the written CIDR had host bits set (10.1.2.3/8 means 10.0.0.0/8)
+    leading_zeros: bool = False  # written with leading zeros (010.0.0.0/8), which Kubernetes reads as decimal
 
     def describe(self) -> str:
         if self.normalised:
             return f"{self.written} (host bits set; means {self.cidr})"
+        if self.leading_zeros and self.written != str(self.cidr):
+            return f"{self.written} (leading zeros are decimal; means {self.cidr})"
         return self.written
 
     def contains(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
@@ -228,29 +228,89 @@ def _parse_peers(raw: Any, path: str) -> tuple[Peer, ...]:
     return tuple(peers)
 
 
-def parse_cidr(raw: Any, path: str) -> tuple[IPNetwork, str]:
-    """A CIDR, normalised when host bits are set; returns it with the text as written."""
+@dataclass(frozen=True, slots=True)
+class ParsedCidr:
+    network: IPNetwork  # host bits cleared
+    written: str
+    normalised: bool  # host bits were set
+    leading_zeros: bool  # an IPv4 octet had leading zeros, read as decimal
+
+
+_DIGITS = re.compile(r"[0-9]+")
+
+
+def parse_cidr(raw: Any, path: str) -> ParsedCidr:
+    """A CIDR read as the API server's legacy parser (netutils.ParseCIDRSloppy) reads it.
+
+    Leading zeros in an IPv4 octet are decimal (010.0.0.0/8 is 10.0.0.0/8, never octal), host bits are
+    cleared, and the prefix length must be a number (no netmask spelling).
+    """
     if not isinstance(raw, str) or "/" not in raw:
         raise ObjectError(path, f"must be a CIDR such as 10.0.0.0/16 or fd00::/64, not {raw!r}")
+    written = raw.strip()
+    address_text, _, prefix_text = written.partition("/")
+    if not _DIGITS.fullmatch(prefix_text):
+        raise ObjectError(path, f"invalid CIDR {raw!r}: the prefix length must be a number")
+    octets = address_text.split(".")
+    leading_zeros = False
+    if ":" not in address_text and len(octets) == 4 and all(_DIGITS.fullmatch(o) for o in octets):
+        leading_zeros = any(len(o) > 1 and o.startswith("0") for o in octets)
+        if leading_zeros:
+            address_text = ".".join(str(int(o)) for o in octets)
     try:
-        return ipaddress.ip_network(raw.strip(), strict=False), raw.strip()
+        address = ipaddress.ip_address(address_text)
+        network = ipaddress.ip_network(f"{address_text}/{int(prefix_text)}", strict=False)
     except ValueError as error:
         raise ObjectError(path, f"invalid CIDR {raw!r}: {error}") from None
+    return ParsedCidr(network, written, address != network.network_address, leading_zeros)
 
 
 def _parse_ip_block(raw: Any, path: str) -> IPBlock:
     block = _mapping(raw, path)
-    cidr, written = parse_cidr(block.get("cidr"), f"{path}.cidr")
+    parsed = parse_cidr(block.get("cidr"), f"{path}.cidr")
     raw_excepts = block.get("except") or []
     if not isinstance(raw_excepts, list):
         raise ObjectError(f"{path}.except", "must be a list of CIDRs")
     excepts = []
+    leading_zeros = parsed.leading_zeros
     for index, item in enumerate(raw_excepts):
-        excluded, _ = parse_cidr(item, f"{path}.except[{index}]")
-        if excluded.version != cidr.version:
-            raise ObjectError(f"{path}.except[{index}]", f"{item} is not the same IP family as {written}")
-        excepts.append(excluded)
-    return IPBlock(cidr=cidr, excepts=tuple(excepts), written=written)
+        excluded = parse_cidr(item, f"{path}.except[{index}]")
+        if excluded.network.version != parsed.network.version:
+            raise ObjectError(f"{path}.except[{index}]", f"{item} is not the same IP family as {parsed.written}")
+        leading_zeros = leading_zeros or excluded.leading_zeros
+        excepts.append(excluded.network)
+    return IPBlock(cidr=parsed.network, excepts=tuple(excepts), written=parsed.written,
+                   normalised=parsed.normalised, leading_zeros=leading_zeros)
+
+
+_ASCII_NUMBER = re.compile(r"[0-9]+")
+_SERVICE_NAME = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?")
+
+
+def parse_port_value(raw: Any, path: str) -> int | str | None:
+    """An IntOrString port as the API server validates it: 1-65535, or an IANA service name.
+
+    A service name has at most 15 characters from [a-z0-9-], at least one letter, and no leading, trailing
+    or doubled hyphen. A string of ASCII digits is read as that number (an IntOrString written as a string);
+    anything else (`"²"`, `"HTTP"`, `"80/tcp"`) is refused, naming `path`.
+    """
+    if raw is None:
+        return None
+    if isinstance(raw, bool) or not isinstance(raw, int | str):
+        raise ObjectError(path, "must be a port number or a named port")
+    number: int
+    if isinstance(raw, str):
+        if not _ASCII_NUMBER.fullmatch(raw):
+            if len(raw) <= 15 and _SERVICE_NAME.fullmatch(raw) and "--" not in raw and any(c.isalpha() for c in raw):
+                return raw
+            raise ObjectError(path, f"{raw!r} is not a port number or an IANA service name (at most 15 "
+                                    "characters a-z, 0-9 and '-', at least one letter, no '--', no '-' at either end)")
+        number = int(raw)
+    else:
+        number = raw
+    if not 1 <= number <= 65535:
+        raise ObjectError(path, f"must be between 1 and 65535, not {number}")
+    return number
 
 
 def _parse_ports(raw: Any, path: str) -> tuple[Port, ...]:
@@ -263,14 +323,8 @@ def _parse_ports(raw: Any, path: str) -> tuple[Port, ...]:
         protocol = entry.get("protocol") or "TCP"
         if protocol not in PROTOCOLS:
             raise ObjectError(f"{where}.protocol", f"must be one of {', '.join(PROTOCOLS)}, not {protocol!r}")
-        port = entry.get("port")
+        port = parse_port_value(entry.get("port"), f"{where}.port")
         end_port = entry.get("endPort")
-        if isinstance(port, bool) or (port is not None and not isinstance(port, int | str)):
-            raise ObjectError(f"{where}.port", "must be a port number or a named port")
-        if isinstance(port, str) and port.isdigit():
-            port = int(port)  # an IntOrString written as a string
-        if isinstance(port, int) and not 1 <= port <= 65535:
-            raise ObjectError(f"{where}.port", f"must be between 1 and 65535, not {port}")
         if end_port is not None:
             if isinstance(end_port, bool) or not isinstance(end_port, int):
                 raise ObjectError(f"{where}.endPort", "must be a port number")

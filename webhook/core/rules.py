@@ -7,12 +7,23 @@ from the rule's action and the namespace's mode.
 
 from __future__ import annotations
 
-import ipaddress
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
-from webhook.core.config import Config, OpenPort
+from webhook.core.config import Config, MetadataEndpointSettings, OpenPort
 from webhook.core.netpol import IPBlock, NetworkPolicy, Port, Rule
+from webhook.core.objects import NAME_LABEL
+from webhook.core.reach import (
+    address_union,
+    block_limit,
+    distinct_ports,
+    ports_overlap,
+    selects_every_namespace,
+    selects_every_namespace_by_construction,
+    too_broad,
+)
+from webhook.core.state import NamespaceInfo
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,33 +43,51 @@ CATALOGUE: tuple[RuleInfo, ...] = (
              "unless all its ports are configured open ports"),
     RuleInfo("allow-all-egress", "NetworkPolicy", "an egress rule with no `to` (every destination), "
              "unless all its ports are configured open ports (default DNS)"),
-    RuleInfo("any-namespace", "NetworkPolicy", "a peer with namespaceSelector: {} and no or an empty "
+    RuleInfo("any-namespace", "NetworkPolicy", "a peer whose namespaceSelector selects every namespace ({}, "
+             "only Exists/NotIn on kubernetes.io/metadata.name, or every existing one) with no or an empty "
              "podSelector: every pod of every namespace"),
-    RuleInfo("broad-cidr", "NetworkPolicy", "an ipBlock.cidr wider than the configured prefix"),
-    RuleInfo("metadata-endpoint", "NetworkPolicy", "egress to a block holding the cloud metadata endpoint"),
-    RuleInfo("port-range", "NetworkPolicy", "a port range wider than the configured maximum"),
+    RuleInfo("broad-cidr", "NetworkPolicy", "a rule whose ipBlocks minus excepts, together, hold more addresses "
+             "than one block of the configured prefix (0.0.0.0/0 and ::/0 always)"),
+    RuleInfo("metadata-endpoint", "NetworkPolicy", "egress that can reach a cloud metadata address: an ipBlock "
+             "holding one, or a rule with no `to` whose ports include the metadata ports"),
+    RuleInfo("port-range", "NetworkPolicy", "a rule whose distinct ports per protocol exceed the configured "
+             "maximum"),
     RuleInfo("explicit-policy-types", "NetworkPolicy (offline `check` only)", "no policyTypes field"),
     RuleInfo("protect-deny-all", "NetworkPolicy DELETE/UPDATE", "a change that leaves the namespace without coverage"),
     RuleInfo("protected-labels", "Namespace CREATE/UPDATE", "changing labels that netpol-guard's exemptions or "
              "mode overrides read, unless the requester is an admin principal"),
 )
 
-METADATA_ENDPOINTS = (ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254"))
-
 
 @dataclass(frozen=True, slots=True)
-class Finding:
+class Violation:
+    """A rule broken by an object: what the checks find and what decisions carry (one type for both).
+
+    The checks produce it with action "deny", what it does when the rule is enforced; the engine then lowers it
+    to "warn" (a `warn` rule, or audit mode) or drops it (rule `off`, namespace exempt from the rule).
+    """
+
     rule: str
     message: str  # one line: rule id, object, why
     fix: str | None = None  # one line: what to do about it
+    action: Literal["deny", "warn"] = "deny"
 
     @property
     def text(self) -> str:
         return self.message if self.fix is None else f"{self.message}\n{self.fix}"
 
 
-def policy_findings(policy: NetworkPolicy, config: Config, offline: bool) -> list[Finding]:
-    """Every content rule broken by a NetworkPolicy (actions and exemptions are applied later)."""
+Finding = Violation  # what a check returns before the engine applies the rule's action
+
+
+def policy_findings(
+    policy: NetworkPolicy, config: Config, offline: bool, namespaces: Sequence[NamespaceInfo] | None = None,
+) -> list[Finding]:
+    """Every content rule broken by a NetworkPolicy (actions and exemptions are applied later).
+
+    `namespaces`: every existing namespace, where they are known (webhook, audit), so that
+    any-namespace also catches a selector that happens to match all of them.
+    """
     ref = f"NetworkPolicy {policy.ref}"
     rules = config.rules
     findings: list[Finding] = []
@@ -68,10 +97,10 @@ def policy_findings(policy: NetworkPolicy, config: Config, offline: bool) -> lis
     findings += _allow_all(ingress, rules.allow_all_ingress.open_ports, ref, "allow-all-ingress")
     findings += _allow_all(egress, rules.allow_all_egress.open_ports, ref, "allow-all-egress")
     for rule in ingress + egress:
-        findings += _any_namespace(rule, ref)
+        findings += _any_namespace(rule, ref, namespaces)
         findings += _broad_cidr(rule, ref, rules.broad_cidr.min_prefix_v4, rules.broad_cidr.min_prefix_v6)
         if rule.direction == "Egress":
-            findings += _metadata_endpoint(rule, ref)
+            findings += _metadata_endpoint(rule, ref, rules.metadata_endpoint)
         findings += _port_range(rule, ref, rules.port_range.max_ports)
     if offline and not policy.explicit_policy_types:
         types = ", ".join(sorted(policy.policy_types))
@@ -127,18 +156,27 @@ def _port_is_open(port: Port, open_ports: list[OpenPort]) -> bool:
     return False
 
 
-def _any_namespace(rule: Rule, ref: str) -> Iterator[Finding]:
+def _any_namespace(rule: Rule, ref: str, namespaces: Sequence[NamespaceInfo] | None) -> Iterator[Finding]:
     for index, peer in enumerate(rule.peers or ()):
         selector = peer.namespace_selector
-        if selector is None or not selector.is_empty:
+        if selector is None or not (peer.pod_selector is None or peer.pod_selector.is_empty):
             continue
-        if peer.pod_selector is None or peer.pod_selector.is_empty:
-            yield Finding(
-                "any-namespace",
-                f"any-namespace: {ref}: {rule.peers_field}[{index}] has namespaceSelector: {{}} "
-                "without a podSelector, i.e. every pod of every namespace",
-                "fix: select namespaces by label (e.g. kubernetes.io/metadata.name) or add a podSelector",
-            )
+        if selector.is_empty:
+            why = "namespaceSelector: {}"
+        elif selects_every_namespace_by_construction(selector):
+            why = (f"namespaceSelector ({selector.describe()}), which selects every namespace by construction "
+                   f"(every namespace carries {NAME_LABEL})")
+        elif namespaces is not None and selects_every_namespace(selector, (n.labels for n in namespaces)):
+            why = (f"namespaceSelector ({selector.describe()}), which matches every existing namespace "
+                   f"({len(namespaces)} of {len(namespaces)})")
+        else:
+            continue
+        yield Finding(
+            "any-namespace",
+            f"any-namespace: {ref}: {rule.peers_field}[{index}] has {why} without a podSelector, "
+            "i.e. every pod of every namespace",
+            "fix: select namespaces by label (e.g. kubernetes.io/metadata.name In [...]) or add a podSelector",
+        )
 
 
 def _ip_blocks(rule: Rule) -> Iterator[tuple[int, IPBlock]]:
@@ -147,26 +185,57 @@ def _ip_blocks(rule: Rule) -> Iterator[tuple[int, IPBlock]]:
             yield index, peer.ip_block
 
 
+def _entries(field: str, labelled: Sequence[str], limit: int = 6) -> str:
+    """`field[0] a, field[3] b, ... and N more`: which entries add up."""
+    shown = ", ".join(labelled[:limit])
+    more = f" and {len(labelled) - limit} more" if len(labelled) > limit else ""
+    return f"{field}: {shown}{more}"
+
+
 def _broad_cidr(rule: Rule, ref: str, min_v4: int, min_v6: int) -> Iterator[Finding]:
-    for index, block in _ip_blocks(rule):
-        minimum = min_v4 if block.cidr.version == 4 else min_v6
-        prefix = block.cidr.prefixlen
-        if prefix == 0:
-            why = "is every address (the whole internet)"
-        elif prefix < minimum:
-            why = f"is wider than the allowed /{minimum}"
-        else:
+    blocks = list(_ip_blocks(rule))
+    for version, union in address_union(b for _, b in blocks).items():
+        minimum = min_v4 if version == 4 else min_v6
+        if not too_broad(union, minimum):
             continue
+        family = [(i, b) for i, b in blocks if b.cidr.version == version]
+        limit = block_limit(version, minimum)
+        if union.everything:
+            why = "every address (the whole internet)"
+        else:
+            why = (f"{union.addresses} IPv{version} addresses, {union.addresses - limit} more than one "
+                   f"/{minimum} ({limit})")
+        if len(family) == 1:
+            index, block = family[0]
+            where = f"{rule.peers_field}[{index}].ipBlock.cidr {block.describe()}{_excepting(block)} holds"
+        else:
+            labelled = [f"[{i}] {b.describe()}{_excepting(b)}" for i, b in family]
+            where = f"the ipBlocks of {_entries(rule.peers_field, labelled)} together hold"
         yield Finding(
             "broad-cidr",
-            f"broad-cidr: {ref}: {rule.peers_field}[{index}].ipBlock.cidr {block.describe()} {why}",
-            f"fix: use the narrowest CIDRs that hold the real peers (/{minimum} or narrower)",
+            f"broad-cidr: {ref}: {where} {why}",
+            f"fix: use the narrowest CIDRs that hold the real peers (at most one /{minimum} in all)",
         )
 
 
-def _metadata_endpoint(rule: Rule, ref: str) -> Iterator[Finding]:
+def _excepting(block: IPBlock) -> str:
+    return f" except {', '.join(str(e) for e in block.excepts)}" if block.excepts else ""
+
+
+def _metadata_endpoint(rule: Rule, ref: str, settings: MetadataEndpointSettings) -> Iterator[Finding]:
+    if rule.peers is None:
+        if ports_overlap(rule.ports, settings.port_intervals):
+            ports = "every port" if rule.ports is None else ", ".join(p.describe() for p in rule.ports)
+            metadata_ports = ", ".join(_describe_open(p) for p in settings.ports)
+            yield Finding(
+                "metadata-endpoint",
+                f"metadata-endpoint: {ref}: {rule.field} has no 'to' and opens {ports}, so pods can reach the "
+                f"cloud metadata endpoints ({', '.join(settings.addresses)}) on {metadata_ports}",
+                "fix: list the allowed destinations in 'to' and except the metadata addresses from any ipBlock",
+            )
+        return
     for index, block in _ip_blocks(rule):
-        for address in METADATA_ENDPOINTS:
+        for address in settings.ip_addresses:
             if block.contains(address):
                 host = f"{address}/{address.max_prefixlen}"
                 yield Finding(
@@ -178,25 +247,36 @@ def _metadata_endpoint(rule: Rule, ref: str) -> Iterator[Finding]:
 
 
 def _port_range(rule: Rule, ref: str, max_ports: int) -> Iterator[Finding]:
-    for index, port in enumerate(rule.ports or ()):
-        if port.end_port is None or not isinstance(port.port, int):
+    # Entries without a port (all ports of a protocol) are what a rule without `ports` means too: not a range.
+    ports = [(i, p) for i, p in enumerate(rule.ports or ()) if p.port is not None]
+    for protocol, count in distinct_ports(p for _, p in ports).items():
+        if count <= max_ports:
             continue
-        count = port.end_port - port.port + 1
-        if count > max_ports:
-            yield Finding(
-                "port-range",
-                f"port-range: {ref}: {rule.field}.ports[{index}] opens {port.describe()}, "
-                f"{count} ports (at most {max_ports})",
-                "fix: list the ports that are really used, or narrower ranges",
-            )
+        entries = [(i, p) for i, p in ports if p.protocol == protocol]
+        if len(entries) == 1:
+            index, port = entries[0]
+            where = f"{rule.field}.ports[{index}] opens {port.describe()},"
+        else:
+            labelled = [f"[{i}] {p.describe()}" for i, p in entries]
+            where = f"{_entries(rule.field + '.ports', labelled)} together open"
+        yield Finding(
+            "port-range",
+            f"port-range: {ref}: {where} {count} distinct {protocol} ports, {count - max_ports} more than "
+            f"the maximum of {max_ports}",
+            "fix: list the ports that are really used, or narrower ranges",
+        )
 
 
 def normalised_cidr_notes(policy: NetworkPolicy) -> list[str]:
-    """Say which CIDRs had host bits set, and what Kubernetes reads them as."""
+    """Say which CIDRs had host bits set or leading zeros, and what Kubernetes reads them as."""
     notes = []
     for rule in policy.rules:
         for index, block in _ip_blocks(rule):
+            where = f"NetworkPolicy {policy.ref}: {rule.peers_field}[{index}].ipBlock"
             if block.normalised:
-                notes.append(f"NetworkPolicy {policy.ref}: {rule.peers_field}[{index}].ipBlock.cidr "
-                             f"{block.written} has host bits set; it means {block.cidr}")
+                notes.append(f"{where}.cidr {block.written} has host bits set; it means {block.cidr}")
+            if block.leading_zeros:
+                notes.append(f"{where} is written with leading zeros, which the API server's legacy CIDR parser "
+                             f"reads as decimal, never octal: {block.written} means {block.cidr}"
+                             + (f", except {', '.join(map(str, block.excepts))}" if block.excepts else ""))
     return notes

@@ -16,9 +16,8 @@ from typing import Any, Protocol
 from webhook.core.coverage import Isolation, namespace_coverage
 from webhook.core.errors import ObjectError
 from webhook.core.netpol import NetworkPolicy
-
-# The API server sets this label on every namespace (since 1.21); selectors may use it.
-NAME_LABEL = "kubernetes.io/metadata.name"
+from webhook.core.objects import NAME_LABEL as NAME_LABEL  # re-exported: long imported from here
+from webhook.core.objects import labels_of, metadata_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,17 +28,11 @@ class NamespaceInfo:
 
 
 def parse_namespace(obj: Mapping[str, Any]) -> NamespaceInfo:
-    metadata = obj.get("metadata") or {}
-    if not isinstance(metadata, Mapping):
-        raise ObjectError("metadata", "must be a mapping")
+    metadata = metadata_of(obj)
     name = metadata.get("name")
     if not isinstance(name, str) or not name:
         raise ObjectError("metadata.name", "required")
-    labels = metadata.get("labels") or {}
-    if not isinstance(labels, Mapping) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
-    ):
-        raise ObjectError("metadata.labels", "must map label keys to string values")
+    labels = labels_of(obj)
     status = obj.get("status") or {}
     terminating = metadata.get("deletionTimestamp") is not None or (
         isinstance(status, Mapping) and status.get("phase") == "Terminating"
@@ -56,6 +49,14 @@ class ClusterView(Protocol):
 
     def coverage(self, namespace: str) -> Isolation: ...
 
+    def all_namespaces(self) -> Sequence[NamespaceInfo]:
+        """Every namespace known to exist (empty when unknown, e.g. offline)."""
+        ...
+
+    def unreadable(self, namespace: str) -> Mapping[str, str]:
+        """Policies of the namespace that exist but could not be read: name -> what was wrong."""
+        ...
+
 
 class ClusterState:
     """A mutable ClusterView, safe to update from one thread while others read."""
@@ -66,6 +67,9 @@ class ClusterState:
         self._policies: dict[str, dict[str, NetworkPolicy]] = {}
         self._policy_lists: dict[str, tuple[NetworkPolicy, ...]] = {}
         self._coverage: dict[str, Isolation] = {}
+        self._namespace_list: tuple[NamespaceInfo, ...] | None = None
+        self._unreadable: dict[str, dict[str, str]] = {}
+        self._unreadable_namespaces: dict[str, str] = {}
 
     # --- reads (lock-free: each read sees one whole immutable value) ---
     def namespace(self, name: str) -> NamespaceInfo | None:
@@ -78,6 +82,15 @@ class ClusterState:
         found = self._coverage.get(namespace)
         return found if found is not None else Isolation()
 
+    def all_namespaces(self) -> Sequence[NamespaceInfo]:
+        found = self._namespace_list
+        if found is None:
+            found = self._namespace_list = tuple(self._namespaces.values())
+        return found
+
+    def unreadable(self, namespace: str) -> Mapping[str, str]:
+        return self._unreadable.get(namespace, {})
+
     def namespace_names(self) -> list[str]:
         return sorted(set(self._namespaces) | set(self._policy_lists))
 
@@ -85,43 +98,87 @@ class ClusterState:
         """(namespaces, policies) held."""
         return len(self._namespaces), sum(len(p) for p in self._policy_lists.values())
 
+    def unreadable_counts(self) -> tuple[int, int]:
+        """(namespaces, policies) that exist but could not be read."""
+        return len(self._unreadable_namespaces), sum(len(p) for p in self._unreadable.values())
+
+    def note_unreadable_namespace(self, name: str, problem: str) -> None:
+        """A Namespace that exists but cannot be read: counted (and logged by the caller), its last version kept."""
+        with self._lock:
+            self._unreadable_namespaces[name] = problem
+
     # --- writes ---
     def set_namespace(self, info: NamespaceInfo) -> None:
         with self._lock:
             self._namespaces[info.name] = info
+            self._namespace_list = None
+            self._unreadable_namespaces.pop(info.name, None)
 
     def remove_namespace(self, name: str) -> None:
         with self._lock:
             self._namespaces.pop(name, None)
+            self._namespace_list = None
+            self._unreadable_namespaces.pop(name, None)
 
     def set_policy(self, policy: NetworkPolicy) -> None:
         with self._lock:
+            self._forget_unreadable(policy.namespace, policy.name)
             self._policies.setdefault(policy.namespace, {})[policy.name] = policy
             self._refresh(policy.namespace)
 
-    def remove_policy(self, namespace: str, name: str) -> None:
+    def set_unreadable(self, namespace: str, name: str, problem: str) -> None:
+        """A policy exists but cannot be read: keep its name (messages cite it), drop any earlier readable copy."""
         with self._lock:
+            self._unreadable.setdefault(namespace, {})[name] = problem
             if self._policies.get(namespace, {}).pop(name, None) is not None:
                 self._refresh(namespace)
 
-    def replace_policies(self, namespace: str, policies: Iterable[NetworkPolicy]) -> None:
+    def remove_policy(self, namespace: str, name: str) -> None:
+        with self._lock:
+            self._forget_unreadable(namespace, name)
+            if self._policies.get(namespace, {}).pop(name, None) is not None:
+                self._refresh(namespace)
+
+    def replace_policies(
+        self, namespace: str, policies: Iterable[NetworkPolicy], unreadable: Mapping[str, str] | None = None,
+    ) -> None:
         """Swap in the complete policy set of one namespace (a live read)."""
         with self._lock:
             self._policies[namespace] = {p.name: p for p in policies}
+            if unreadable:
+                self._unreadable[namespace] = dict(unreadable)
+            else:
+                self._unreadable.pop(namespace, None)
             self._refresh(namespace)
 
-    def replace_all(self, namespaces: Iterable[NamespaceInfo], policies: Iterable[NetworkPolicy]) -> None:
-        """Swap in a complete listing (initial sync or relist after 410 Gone)."""
+    def replace_all(
+        self, namespaces: Iterable[NamespaceInfo], policies: Iterable[NetworkPolicy],
+        unreadable: Iterable[tuple[str, str, str]] = (),
+    ) -> None:
+        """Swap in a complete listing (initial sync or relist after 410 Gone).
+
+        `unreadable`: (namespace, name, problem) of policies that exist but could not be read.
+        """
         by_namespace: dict[str, dict[str, NetworkPolicy]] = {}
         for policy in policies:
             by_namespace.setdefault(policy.namespace, {})[policy.name] = policy
         lists = {ns: tuple(sorted(p.values(), key=lambda x: x.name)) for ns, p in by_namespace.items()}
         coverage = {ns: namespace_coverage(p) for ns, p in lists.items()}
+        broken: dict[str, dict[str, str]] = {}
+        for namespace, name, problem in unreadable:
+            broken.setdefault(namespace, {})[name] = problem
         with self._lock:
             self._namespaces = {n.name: n for n in namespaces}
+            self._namespace_list = None
             self._policies = by_namespace
             self._policy_lists = lists
             self._coverage = coverage
+            self._unreadable = broken
+
+    def _forget_unreadable(self, namespace: str, name: str) -> None:
+        broken = self._unreadable.get(namespace)
+        if broken is not None and broken.pop(name, None) is not None and not broken:
+            del self._unreadable[namespace]
 
     def _refresh(self, namespace: str) -> None:
         policies = self._policies.get(namespace, {})
@@ -140,11 +197,12 @@ class NamespaceOverride:
 
     def __init__(
         self, base: ClusterView, namespace: str, policies: Iterable[NetworkPolicy],
-        info: NamespaceInfo | None = None,
+        info: NamespaceInfo | None = None, unreadable: Mapping[str, str] | None = None,
     ) -> None:
         self._base = base
         self._namespace = namespace
         self._info = info
+        self._unreadable = dict(unreadable or {})
         self._policies = tuple(sorted(policies, key=lambda p: p.name))
         self._coverage = namespace_coverage(self._policies)
 
@@ -158,3 +216,9 @@ class NamespaceOverride:
 
     def coverage(self, namespace: str) -> Isolation:
         return self._coverage if namespace == self._namespace else self._base.coverage(namespace)
+
+    def all_namespaces(self) -> Sequence[NamespaceInfo]:
+        return self._base.all_namespaces()
+
+    def unreadable(self, namespace: str) -> Mapping[str, str]:
+        return self._unreadable if namespace == self._namespace else self._base.unreadable(namespace)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from webhook.core.errors import ObjectError
+from webhook.core.objects import labels_of
 
 # kind -> path of the pod template inside the object (empty: the object is the pod).
 TEMPLATE_PATHS: dict[str, tuple[str, ...]] = {
@@ -50,15 +51,9 @@ def pod_template(kind: str, obj: Mapping[str, Any]) -> PodTemplate | None:
         node = {}
     if not isinstance(node, Mapping):
         raise ObjectError(field, "must be a mapping")
-    metadata = node.get("metadata") or {}
     spec = node.get("spec") or {}
-    if not isinstance(metadata, Mapping) or not isinstance(spec, Mapping):
-        raise ObjectError(field, "metadata and spec must be mappings")
-    labels = metadata.get("labels") or {}
-    if not isinstance(labels, Mapping) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
-    ):
-        raise ObjectError(f"{field}.metadata.labels" if field else "metadata.labels",
-                          "must map label keys to string values")
+    if not isinstance(spec, Mapping):
+        raise ObjectError(f"{field}.spec" if field else "spec", "must be a mapping")
+    labels = labels_of(node, f"{field}.metadata" if field else "metadata")
     host_network = spec.get("hostNetwork") is True
-    return PodTemplate(labels=dict(labels), host_network=host_network, field=field)
+    return PodTemplate(labels=labels, host_network=host_network, field=field)

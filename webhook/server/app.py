@@ -94,6 +94,10 @@ class Routes:
             return
         try:
             outcome = await service.judge(review)
+        except BadReview as error:  # the object sent is malformed: bad input, named
+            log.warning("request rejected", uid=review.uid, error=str(error))
+            await _send_json(send, 400, {"error": str(error)})
+            return
         except Exception as error:  # a bug must cost one fail-mode answer, not a 500
             log.exception("judging failed", uid=review.uid)
             outcome = service.failure("the request", f"internal error ({type(error).__name__})")
@@ -115,7 +119,7 @@ class Routes:
 
     async def metrics(self, _: Request) -> Response:
         metrics = self.service.metrics
-        return Response(metrics.render(self.service.source), media_type=metrics.content_type)
+        return Response(metrics.render(self.service.source, self.service.engine), media_type=metrics.content_type)
 
     # ----- reading -----
     async def _read_body(self, scope: Scope, receive: Receive) -> bytes:

@@ -8,6 +8,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from webhook.cluster import ClusterSource
+from webhook.core.engine import Engine
 
 # Decisions from the cache take well under a millisecond; a live confirm adds an API round trip.
 DURATION_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -40,6 +41,16 @@ class Metrics:
         self.cache_objects = Gauge(
             "netpol_guard_cache_objects", "Objects held in the cluster cache.", ["kind"], registry=self.registry,
         )
+        self.cache_unreadable = Gauge(
+            "netpol_guard_cache_unreadable_objects",
+            "Objects that exist in the cluster but netpol-guard cannot read (see the log); decisions about their "
+            "namespace are taken on the readable ones.", ["kind"], registry=self.registry,
+        )
+        self.uncovered = Gauge(
+            "netpol_guard_uncovered_namespaces",
+            "Namespaces netpol-guard judges (not exempt, not terminating) without deny-all coverage, by mode.",
+            ["mode"], registry=self.registry,
+        )
         # `.labels()` costs a dict build and a lock per call; the label sets are few, so keep the children.
         self._request_children: dict[tuple[str, str, str, str], Counter] = {}
         self._violation_children: dict[tuple[str, str], Counter] = {}
@@ -58,7 +69,7 @@ class Metrics:
             child = self._violation_children[key] = self.violations.labels(*key)
         child.inc()
 
-    def render(self, source: ClusterSource) -> bytes:
+    def render(self, source: ClusterSource, engine: Engine | None = None) -> bytes:
         """The text exposition, with the cache gauges read from the source at scrape time."""
         self.cache_synced.set(1 if source.synced else 0)
         age = source.age_seconds()
@@ -66,4 +77,13 @@ class Metrics:
         namespaces, policies = source.state.counts()
         self.cache_objects.labels("Namespace").set(namespaces)
         self.cache_objects.labels("NetworkPolicy").set(policies)
+        bad_namespaces, bad_policies = source.state.unreadable_counts()
+        self.cache_unreadable.labels("Namespace").set(bad_namespaces)
+        self.cache_unreadable.labels("NetworkPolicy").set(bad_policies)
+        if engine is not None and source.synced:
+            counts = {"enforce": 0, "audit": 0}
+            for _, namespace_mode in engine.uncovered_namespaces(source.state):
+                counts[namespace_mode] += 1
+            for label, count in counts.items():
+                self.uncovered.labels(label).set(count)
         return generate_latest(self.registry)

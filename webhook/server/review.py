@@ -16,6 +16,7 @@ from typing import Any
 from webhook.core.config import Config
 from webhook.core.engine import JUDGED_KINDS, Decision, Operation, User
 from webhook.core.engine import Request as AdmissionRequest
+from webhook.core.objects import name_of, namespace_of
 from webhook.errors import BadReview
 
 API_VERSION = "admission.k8s.io/v1"
@@ -79,10 +80,11 @@ def parse_review(body: bytes) -> Review:
     operation = request.get("operation")
     if operation not in OPERATIONS:
         raise BadReview(f"request.operation must be one of CREATE, UPDATE, DELETE, CONNECT, not {operation!r}")
-    namespace = _optional_str(request, "namespace") or _metadata_field(request.get("object"), "namespace") \
-        or _metadata_field(request.get("oldObject"), "namespace")
-    name = _optional_str(request, "name") or _metadata_field(request.get("object"), "name") \
-        or _metadata_field(request.get("oldObject"), "name")
+    # Hand-written reviews may omit request.namespace or request.name: take them from the object then.
+    namespace = _optional_str(request, "namespace") or namespace_of(request.get("object")) \
+        or namespace_of(request.get("oldObject"))
+    name = _optional_str(request, "name") or name_of(request.get("object"), generated=False) \
+        or name_of(request.get("oldObject"), generated=False)
     obj, old = request.get("object"), request.get("oldObject")
     if obj is not None and not isinstance(obj, dict):
         raise BadReview("request.object must be an object")
@@ -109,13 +111,6 @@ def parse_review(body: bytes) -> Review:
         ),
         sub_resource=_optional_str(request, "subResource"),
     )
-
-
-def _metadata_field(obj: Any, key: str) -> str:
-    """metadata.<key> of an object, for hand-written reviews that omit request.namespace or request.name."""
-    metadata = obj.get("metadata") if isinstance(obj, dict) else None
-    value = metadata.get(key) if isinstance(metadata, dict) else None
-    return value if isinstance(value, str) else ""
 
 
 def _optional_str(data: Mapping[str, Any], key: str) -> str:

@@ -17,9 +17,11 @@ import structlog
 from webhook.cluster import ClusterSource
 from webhook.core.config import Config
 from webhook.core.engine import JUDGED_KINDS, Decision, Engine
-from webhook.core.state import ClusterView, NamespaceOverride
-from webhook.errors import LiveReadError, ObjectError
+from webhook.core.netpol import parse_network_policy
+from webhook.core.state import ClusterView
+from webhook.errors import BadReview, LiveReadError, ObjectError
 from webhook.server.metrics import Metrics
+from webhook.server.pending import NamespaceLocks, PendingRemovals
 from webhook.server.review import Outcome, Review, failure_outcome, outcome_of
 
 log = structlog.get_logger("netpol_guard")
@@ -33,6 +35,8 @@ class Service:
         self.engine = Engine(config)
         self.source = source
         self.metrics = metrics
+        self.locks = NamespaceLocks()
+        self.pending = PendingRemovals()
 
     # ----- readiness -----
     def not_ready_reason(self) -> str | None:
@@ -43,36 +47,73 @@ class Service:
 
     # ----- judging -----
     async def judge(self, review: Review) -> Outcome:
-        """The answer to one review: the engine over the cached view, then a live confirm before a deny."""
+        """The answer to one review: the engine over the cached view, then a live confirm before a deny.
+
+        Raises BadReview (HTTP 400) when the object sent is malformed.
+        """
         request = review.request
         if (request.kind not in JUDGED_KINDS or request.operation == "CONNECT"
-                or review.sub_resource):
-            # Subresources (status, scale, ephemeralcontainers...) never carry a new pod template.
+                or (review.sub_resource and not self._judged_subresource(request.kind, review.sub_resource))):
+            # Other subresources (scale, ephemeralcontainers, namespaces/finalize...) never carry a new pod
+            # template or a label change we guard; namespace deletion is never blocked.
             return Outcome(allowed=True, decision="no_opinion", mode=self.config.mode)
         if not self.source.synced:
             return self.failure("the cluster state",
                                 self.source.not_ready_reason() or "the cluster cache has not synced yet")
-        view = self.source.state
+        if request.kind == "NetworkPolicy" and request.operation in ("DELETE", "UPDATE"):
+            # Decisions that can remove coverage, one at a time per namespace, each seeing the removals
+            # allowed before it: two parallel DELETEs of two deny-alls can no longer both pass.
+            async with self.locks.hold(request.namespace):
+                outcome, decision = await self._judge(review)
+                if decision is not None and outcome.allowed and decision.judged and not request.dry_run:
+                    self._record_removal(review)
+                return outcome
+        outcome, _ = await self._judge(review)
+        return outcome
+
+    def _judged_subresource(self, kind: str, sub_resource: str) -> bool:
+        """Subresources that can change labels the rules read: judged exactly like the main resource."""
+        if sub_resource != "status":
+            return False
+        return kind == "Namespace" or (kind == "Pod" and self.config.coverage == "pod")
+
+    async def _judge(self, review: Review) -> tuple[Outcome, Decision | None]:
+        request = review.request
+        view = self.pending.view(self.source.state, request.namespace)
         try:
             decision = self.engine.review(request, view)
         except ObjectError as error:
-            return self.failure("the object", f"malformed {request.kind}: {error}")
+            raise BadReview(f"request.object: {request.kind} {request.namespace}/{request.name}: {error}") from None
         if decision.confirm_namespace is not None and self.source.live:
             return await self.confirm(review, view, decision, decision.confirm_namespace)
-        return outcome_of(decision, confirmed=False)
+        return outcome_of(decision, confirmed=False), decision
 
-    async def confirm(self, review: Review, view: ClusterView, decision: Decision, namespace: str) -> Outcome:
+    async def confirm(self, review: Review, view: ClusterView, decision: Decision,
+                      namespace: str) -> tuple[Outcome, Decision | None]:
         """Re-judge with `namespace` as the API server has it now, so a policy applied a moment ago counts."""
         request = review.request
         try:
-            info, policies = await asyncio.to_thread(self.source.live_namespace, namespace)
+            live = await asyncio.to_thread(self.source.live_namespace, namespace)
         except LiveReadError as error:
-            return self.failure("the cluster state", f"{error}; the cached view would deny: {decision.deny_message()}")
+            why = f"{error}; the cached view would deny: {decision.deny_message()}"
+            return self.failure("the cluster state", why), None
+        # The live read may not show a removal allowed a moment ago either: apply the pending ones on top.
+        live_view = self.pending.live_view(view, namespace, live.info, live.policies, live.unreadable)
         try:
-            decision = self.engine.review(request, NamespaceOverride(view, namespace, policies, info))
+            decision = self.engine.review(request, live_view)
         except ObjectError as error:
-            return self.failure("the object", f"malformed {request.kind}: {error}")
-        return outcome_of(decision, confirmed=True)
+            raise BadReview(f"request.object: {request.kind} {request.namespace}/{request.name}: {error}") from None
+        return outcome_of(decision, confirmed=True), decision
+
+    def _record_removal(self, review: Review) -> None:
+        request = review.request
+        replacement = None
+        if request.operation == "UPDATE" and request.object is not None:
+            try:
+                replacement = parse_network_policy(request.object, request.namespace)
+            except ObjectError:
+                return  # already refused as bad input
+        self.pending.record(request.namespace, request.name, replacement)
 
     def failure(self, what: str, why: str) -> Outcome:
         return failure_outcome(self.config, what, why)
