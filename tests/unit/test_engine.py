@@ -367,8 +367,6 @@ EXEMPT_NAMES = config(exemptions={"namespaces": ["monitoring"], "principals": {"
 @pytest.mark.parametrize(("name", "sources"), [
     ("monitoring", "exemptions.namespaces, rules.broad-cidr.exemptNamespaces"),
     ("egress-gateway", "rules.broad-cidr.exemptNamespaces"),
-    ("netpol-guard", "netpol-guard's own namespace"),
-    ("kube-public", "a system namespace"),
 ])
 def test_creating_a_namespace_with_an_exempt_name_needs_an_admin(name: str, sources: str) -> None:
     decision = review(namespace(name), state(), EXEMPT_NAMES)
@@ -380,6 +378,12 @@ def test_creating_a_namespace_with_an_exempt_name_needs_an_admin(name: str, sour
     assert review(namespace(name), state(), EXEMPT_NAMES, groups=("system:masters",)).allowed
     assert review(namespace(name), state(), EXEMPT_NAMES, user="gitops").allowed  # exempt principal
     assert review(namespace("shop"), state(), EXEMPT_NAMES).allowed
+
+
+@pytest.mark.parametrize("name", ["kube-system", "kube-public", "kube-node-lease", "netpol-guard"])
+def test_built_in_exempt_namespaces_exist_from_the_start_and_are_never_sent(name: str) -> None:
+    # The shipped webhook configuration never sends them; check agrees with what the cluster would do.
+    assert review(namespace(name), state(), EXEMPT_NAMES).allowed
 
 
 def test_existing_exempt_namespaces_keep_working() -> None:

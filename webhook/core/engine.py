@@ -362,15 +362,18 @@ def _unreadable_text(view: ClusterView, namespace: str) -> str:
 
 
 def _exempt_name_sources(config: Config) -> dict[str, list[str]]:
-    """Every namespace name on an exemption list -> the lists that name it (for messages)."""
+    """Every namespace name on a configured exemption list -> the lists that name it (for messages).
+
+    The system namespaces and netpol-guard's own are left out: they exist from the start, and the shipped
+    webhook configuration never sends them (so `check` agrees with what a cluster would do).
+    """
     sources: dict[str, list[str]] = {}
-    own = [(name, "a system namespace") for name in SYSTEM_NAMESPACES]
-    own.append((config.namespace, "netpol-guard's own namespace"))
-    own += [(name, "exemptions.namespaces") for name in config.exemptions.namespaces]
+    named = [(name, "exemptions.namespaces") for name in config.exemptions.namespaces]
     for rule_id in (rule.id for rule in CATALOGUE):
-        own += [(name, f"rules.{rule_id}.exemptNamespaces") for name in config.rules.get(rule_id).exempt_namespaces]
-    for name, source in own:
-        if source not in sources.setdefault(name, []):
+        named += [(name, f"rules.{rule_id}.exemptNamespaces") for name in config.rules.get(rule_id).exempt_namespaces]
+    built_in = {*SYSTEM_NAMESPACES, config.namespace}
+    for name, source in named:
+        if name not in built_in and source not in sources.setdefault(name, []):
             sources[name].append(source)
     return sources
 
