@@ -209,7 +209,10 @@ def _serving_problem(material: Material, now: dt.datetime, identity: Identity) -
 
 
 def _new_ca(key: ec.EllipticCurvePrivateKey, now: dt.datetime, validity: dt.timedelta) -> x509.Certificate:
-    return certs.make_ca(key, now - _skew(validity), now + validity)
+    # A name of its own: during a switch two CAs share the bundle, and names tell them apart in logs and
+    # in chain building (besides the key identifiers).
+    return certs.make_ca(key, now - _skew(validity), now + validity,
+                         common_name=f"{certs.CA_COMMON_NAME} {now:%Y-%m-%dT%H:%M:%S.%fZ}")
 
 
 def _new_serving(ca_cert: x509.Certificate, ca_key: ec.EllipticCurvePrivateKey, now: dt.datetime,

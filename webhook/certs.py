@@ -234,9 +234,10 @@ def _normalised_host(host: str) -> str:
 # --- certificates ------------------------------------------------------------------------------------------
 
 
-def make_ca(key: ec.EllipticCurvePrivateKey, not_before: dt.datetime, not_after: dt.datetime) -> x509.Certificate:
+def make_ca(key: ec.EllipticCurvePrivateKey, not_before: dt.datetime, not_after: dt.datetime,
+            common_name: str = CA_COMMON_NAME) -> x509.Certificate:
     """A self-signed CA certificate (pathlen 0: it signs serving certificates only)."""
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, CA_COMMON_NAME)])
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     public = key.public_key()
     return (
         x509.CertificateBuilder()
