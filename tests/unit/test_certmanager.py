@@ -145,6 +145,13 @@ def test_durations_and_limits_in_the_config() -> None:
         config_from_data({"server": {"selfSigned": {"caValidity": 90, "certValidity": 30, "caPropagation": 10}}})
     with pytest.raises(ConfigError, match="certificates"):
         config_from_data({"server": {"certificates": "letsencrypt"}})
+    # Renewal starts with a third of the life left, and must reach the server (sync + reload) in time.
+    with pytest.raises(ConfigError, match=r"selfSigned.certValidity leaves 10s .* make it at least 120s"):
+        config_from_data({"server": {"selfSigned": {"certValidity": 30, "caValidity": 90, "caPropagation": 5}}})
+    assert config_from_data({"server": {"certificates": "files",
+                                        "selfSigned": {"certValidity": 30, "caValidity": 90, "caPropagation": 5}}})
+    short = {"certValidity": 30, "caValidity": 90, "caPropagation": 5, "syncSeconds": 1}
+    assert config_from_data({"server": {"certReloadSeconds": 1, "selfSigned": short}})
 
 
 # --- the loop against in-memory stores (the real API server is in tests/e2e/test_install.py) ---------------

@@ -290,6 +290,18 @@ class ServerSettings(_Strict):
     # Seconds between re-reads of the certificate files (rotation without restart).
     cert_reload_seconds: float = Field(default=10.0, gt=0, alias="certReloadSeconds")
 
+    @model_validator(mode="after")
+    def _time_to_renew(self) -> ServerSettings:
+        # A serving certificate is renewed with a third of its life left; the new one reaches the
+        # server within a sync plus a reload. Leave at least twice that, or it could expire in use.
+        if self.certificates == "self-signed":
+            margin = self.self_signed.cert_validity.total_seconds() / 3
+            needed = 2 * (self.self_signed.sync_seconds + self.cert_reload_seconds)
+            if margin < needed:
+                raise ValueError(f"selfSigned.certValidity leaves {margin:g}s (a third of it) to renew and reload; "
+                                 f"make it at least {3 * needed:g}s, or lower syncSeconds/certReloadSeconds")
+        return self
+
 
 class Config(_Strict):
     mode: Mode = "enforce"
