@@ -65,10 +65,15 @@ def shipped_config(cp: ControlPlane, overlay: str) -> dict[str, Any]:
 
 
 class Balancer:
-    """Round-robin TCP pass-through from one loopback port to the replicas' ports."""
+    """Round-robin TCP pass-through from one loopback port to the *ready* replicas, like a Service.
+
+    As the endpoints controller does, a replica receives connections only while its /readyz
+    passes (checked every 0.2 s with the shipped probe's rules); `candidates` are all replicas' ports.
+    """
 
     def __init__(self) -> None:
         self.port = free_port()
+        self.candidates: list[int] = []
         self.backends: list[int] = []
         self._next = itertools.count()
         self._listener = socket.create_server(("127.0.0.1", self.port))
@@ -76,6 +81,22 @@ class Balancer:
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._accept, daemon=True)
         self._thread.start()
+        self._endpoints = threading.Thread(target=self._watch_readiness, daemon=True)
+        self._endpoints.start()
+
+    def _watch_readiness(self) -> None:
+        """The shipped readinessProbe's rules: 2 s timeout, out after 3 failures in a row, in after 1 success."""
+        context = ssl._create_unverified_context()  # readiness only; trust is what the tests check
+        failures: dict[int, int] = {}
+        while not self._stopped.wait(0.2):
+            for port in list(self.candidates):
+                ok = False
+                with (contextlib.suppress(OSError, urllib.error.URLError),
+                      urllib.request.urlopen(f"https://127.0.0.1:{port}/readyz", context=context,
+                                             timeout=2) as response):
+                    ok = response.status == 200
+                failures[port] = 0 if ok else failures.get(port, 3) + 1  # never ready: starts out
+            self.backends = [port for port in self.candidates if failures.get(port, 3) < 3]
 
     @property
     def url(self) -> str:
@@ -110,6 +131,7 @@ class Balancer:
         self._stopped.set()
         self._listener.close()
         self._thread.join(timeout=2)
+        self._endpoints.join(timeout=3)
 
 
 def _pump(source: socket.socket, target: socket.socket) -> None:
