@@ -7,7 +7,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test install binaries helm lint unit service e2e bench clean
+.PHONY: demo test install binaries crds helm lint unit service e2e bench clean
 
 # The virtualenv is rebuilt when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -22,6 +22,11 @@ install: $(STAMP)
 # (minutes on two cores the first time; skipped when the cache is current).
 binaries: $(STAMP)
 	$(BIN)/python tests/e2e/build_binaries.py
+
+# The real CRDs of the coverage sources (ClusterNetworkPolicy, AdminNetworkPolicy, ...) from their
+# pinned Go modules into a cache beside the binaries (seconds the first time).
+crds: $(STAMP)
+	$(BIN)/python tests/e2e/fetch_crds.py
 
 # helm, for the chart tests (helm lint, helm template), built from its Go module into its own cache
 # (~4.5 minutes cold on two busy cores; skipped when current).
@@ -40,7 +45,7 @@ lint: $(STAMP)
 	$(BIN)/hadolint Dockerfile
 
 # All tests: unit, service (real uvicorn over TLS), e2e (real kube-apiserver + etcd + kubectl).
-test: lint binaries helm
+test: lint binaries crds helm
 	$(BIN)/python -m pytest
 
 unit: $(STAMP)
@@ -49,12 +54,13 @@ unit: $(STAMP)
 service: $(STAMP)
 	$(BIN)/python -m pytest tests/service
 
-e2e: binaries
+e2e: binaries crds
 	$(BIN)/python -m pytest tests/e2e
 
 # Benchmarks print numbers; they are not tests. Engine, service over TLS, kubectl apply latency.
 bench: binaries
 	$(BIN)/python -m tests.bench.bench_engine
+	$(BIN)/python -m tests.bench.bench_sources
 	$(BIN)/python -m tests.bench.bench_service
 	$(BIN)/python tests/bench/bench_apply.py
 

@@ -39,12 +39,15 @@ from cryptography import x509
 from harness import REPO, free_port
 
 
-def local_overlay(directory: Path, overlay: str, url: str) -> Path:
+def local_overlay(cp: ControlPlane, directory: Path, overlay: str, url: str) -> Path:
     """A kustomization that is manifests/overlays/<overlay> with the webhooks pointed at url."""
     directory.mkdir(parents=True, exist_ok=True)
     base = os.path.relpath(REPO / "manifests" / "overlays" / overlay, directory)  # kustomize wants relative
+    proc = cp.kubectl("kustomize", str(REPO / "manifests" / "overlays" / overlay), check=True)
+    (configuration,) = [doc for doc in yaml.safe_load_all(proc.stdout)
+                        if doc and doc["kind"] == "ValidatingWebhookConfiguration"]
     ops = [{"op": "replace", "path": f"/webhooks/{index}/clientConfig", "value": {"url": f"{url}/validate"}}
-           for index in range(2)]
+           for index in range(len(configuration["webhooks"]))]
     (directory / "kustomization.yaml").write_text(yaml.safe_dump({
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
         "kind": "Kustomization",

@@ -280,9 +280,19 @@ def test_service_account_rules_are_read_only_namespaces_and_policies_plus_its_we
         if match and not match.group(1).startswith("["):
             granted[match.group(1)] = match.group(2)
     ours = {k: v for k, v in granted.items() if not k.startswith("selfsubject")}
+    read = "get list watch"
+    coverage_sources = {  # cluster-wide and CNI policies that give coverage (read only where served)
+        f"{resource}.{group}": read for group, resources in (
+            ("policy.networking.k8s.io", ("clusternetworkpolicies", "adminnetworkpolicies",
+                                          "baselineadminnetworkpolicies")),
+            ("projectcalico.org", ("globalnetworkpolicies", "networkpolicies")),
+            ("crd.projectcalico.org", ("globalnetworkpolicies", "networkpolicies")),
+            ("cilium.io", ("ciliumnetworkpolicies", "ciliumclusterwidenetworkpolicies")),
+        ) for resource in resources
+    }
     # Plus get/patch on its own ValidatingWebhookConfiguration (by name: caBundle and arming); the
     # certificate Secret's Role lives in netpol-guard's namespace only (tests/e2e/test_install.py).
-    assert ours == {"namespaces": "get list watch", "networkpolicies.networking.k8s.io": "get list watch",
+    assert ours == {"namespaces": read, "networkpolicies.networking.k8s.io": read, **coverage_sources,
                     "validatingwebhookconfigurations.admissionregistration.k8s.io": "get patch"}
     assert re.search(r"^validatingwebhookconfigurations\.admissionregistration\.k8s\.io\s+\[\]\s+\[netpol-guard\]",
                      listing, re.M)

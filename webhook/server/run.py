@@ -122,7 +122,8 @@ def serve(config: Config) -> int:
     source: ClusterSource | None = None
     certificates: CertificateManager | None = None
     try:
-        source = make_source(settings.state, settings.kubeconfig)
+        source = make_source(settings.state, settings.kubeconfig, config.coverage_sources,
+                             config.server.source_discovery_seconds)
         ready = source  # bound now: the certificate loop arms the webhooks only once the view is synced
         certificates = start_certificates(config, lambda: ready.synced)
         cert_dir = certificates.cert_dir if certificates is not None else settings.cert_dir
