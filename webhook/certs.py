@@ -128,7 +128,7 @@ def make_certs(out_dir: str, *, service: str, namespace: str, hosts: list[str], 
     _check_dns_label(namespace, "namespace")
     if not 1 <= days <= MAX_DAYS:
         raise CertError(f"--days must be between 1 and {MAX_DAYS}, not {days}")
-    dns_names, ips = _subject_alt_names(service, namespace, hosts)
+    dns_names, ips = subject_alt_names(service, namespace, hosts)
 
     # Read and check the manifest before writing anything, so bad input leaves no half-done work.
     manifest: tuple[Path, list[Any]] | None = None
@@ -152,15 +152,15 @@ def make_certs(out_dir: str, *, service: str, namespace: str, hosts: list[str], 
         ca_cert, ca_key = existing
     else:
         ca_key = ec.generate_private_key(ec.SECP256R1())
-        ca_cert = _make_ca(ca_key, now, max(CA_DAYS, days + 1))
-        writes += [(CA_KEY, _key_pem(ca_key), 0o600), (CA_CERT, _cert_pem(ca_cert), 0o644)]
+        ca_cert = make_ca(ca_key, now - CLOCK_SKEW, now + dt.timedelta(days=max(CA_DAYS, days + 1)))
+        writes += [(CA_KEY, key_pem(ca_key), 0o600), (CA_CERT, cert_pem(ca_cert), 0o644)]
 
     tls_key = ec.generate_private_key(ec.SECP256R1())
-    tls_cert = _make_serving(tls_key, ca_cert, ca_key, service, namespace, dns_names, ips, now, not_after)
-    writes += [(TLS_KEY, _key_pem(tls_key), 0o600), (TLS_CERT, _cert_pem(tls_cert), 0o644)]
-    _write_all_atomically(directory, writes)
+    tls_cert = make_serving(tls_key, ca_cert, ca_key, service, namespace, dns_names, ips, now - CLOCK_SKEW, not_after)
+    writes += [(TLS_KEY, key_pem(tls_key), 0o600), (TLS_CERT, cert_pem(tls_cert), 0o644)]
+    write_all_atomically(directory, writes)
 
-    ca_bundle = base64.b64encode(_cert_pem(ca_cert)).decode("ascii")
+    ca_bundle = base64.b64encode(cert_pem(ca_cert)).decode("ascii")
     updated: tuple[str, ...] = ()
     if manifest is not None:
         updated = _write_ca_bundle(manifest[0], manifest[1], ca_bundle)
@@ -202,7 +202,7 @@ def _check_dns_label(value: str, what: str) -> None:
                         "(lowercase letters, digits and '-', at most 63 characters)")
 
 
-def _subject_alt_names(service: str, namespace: str, hosts: list[str]
+def subject_alt_names(service: str, namespace: str, hosts: list[str]
                        ) -> tuple[list[str], list[ipaddress.IPv4Address | ipaddress.IPv6Address]]:
     dns_names = [service, f"{service}.{namespace}", f"{service}.{namespace}.svc",
                  f"{service}.{namespace}.svc.cluster.local"]
@@ -235,8 +235,10 @@ def _normalised_host(host: str) -> str:
 # --- certificates ------------------------------------------------------------------------------------------
 
 
-def _make_ca(key: ec.EllipticCurvePrivateKey, now: dt.datetime, days: int) -> x509.Certificate:
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, CA_COMMON_NAME)])
+def make_ca(key: ec.EllipticCurvePrivateKey, not_before: dt.datetime, not_after: dt.datetime,
+            common_name: str = CA_COMMON_NAME) -> x509.Certificate:
+    """A self-signed CA certificate (pathlen 0: it signs serving certificates only)."""
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     public = key.public_key()
     return (
         x509.CertificateBuilder()
@@ -244,8 +246,8 @@ def _make_ca(key: ec.EllipticCurvePrivateKey, now: dt.datetime, days: int) -> x5
         .issuer_name(name)
         .public_key(public)
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - CLOCK_SKEW)
-        .not_valid_after(now + dt.timedelta(days=days))
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(_key_usage(digital_signature=True, key_cert_sign=True, crl_sign=True), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
@@ -253,10 +255,11 @@ def _make_ca(key: ec.EllipticCurvePrivateKey, now: dt.datetime, days: int) -> x5
     )
 
 
-def _make_serving(key: ec.EllipticCurvePrivateKey, ca_cert: x509.Certificate, ca_key: CertificateIssuerPrivateKeyTypes,
-                  service: str, namespace: str, dns_names: list[str],
-                  ips: list[ipaddress.IPv4Address | ipaddress.IPv6Address],
-                  now: dt.datetime, not_after: dt.datetime) -> x509.Certificate:
+def make_serving(key: ec.EllipticCurvePrivateKey, ca_cert: x509.Certificate, ca_key: CertificateIssuerPrivateKeyTypes,
+                 service: str, namespace: str, dns_names: list[str],
+                 ips: list[ipaddress.IPv4Address | ipaddress.IPv6Address],
+                 not_before: dt.datetime, not_after: dt.datetime) -> x509.Certificate:
+    """A serving certificate for the Service's DNS names (and extra hosts), signed by ca_cert."""
     sans: list[x509.GeneralName] = [x509.DNSName(name) for name in dns_names]
     sans += [x509.IPAddress(ip) for ip in ips]
     try:
@@ -270,7 +273,7 @@ def _make_serving(key: ec.EllipticCurvePrivateKey, ca_cert: x509.Certificate, ca
         .issuer_name(ca_cert.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - CLOCK_SKEW)
+        .not_valid_before(not_before)
         .not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(_key_usage(digital_signature=True), critical=True)
@@ -291,16 +294,16 @@ def _key_usage(*, digital_signature: bool = False, key_cert_sign: bool = False, 
     )
 
 
-def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+def key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                              serialization.NoEncryption())
 
 
-def _cert_pem(cert: x509.Certificate) -> bytes:
+def cert_pem(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.PEM)
 
 
-def _spki(public_key: PublicKeyTypes) -> bytes:
+def spki(public_key: PublicKeyTypes) -> bytes:
     return public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
@@ -344,7 +347,7 @@ def _existing_ca(directory: Path, now: dt.datetime, needed_until: dt.datetime
     if not isinstance(loaded, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
         raise CertError(f"{key_path} holds a {type(loaded).__name__}; netpol-guard signs with ECDSA or RSA CA keys")
     key: CertificateIssuerPrivateKeyTypes = loaded
-    if _spki(key.public_key()) != _spki(cert.public_key()):
+    if spki(key.public_key()) != spki(cert.public_key()):
         raise CertError(f"{key_path} is not the key of {cert_path}; restore the matching pair, "
                         "or delete both to make a new CA")
     if not _is_ca(cert):
@@ -366,7 +369,7 @@ def _iso(moment: dt.datetime) -> str:
 # --- files -------------------------------------------------------------------------------------------------
 
 
-def _write_all_atomically(directory: Path, writes: list[tuple[str, bytes, int]]) -> None:
+def write_all_atomically(directory: Path, writes: list[tuple[str, bytes, int]]) -> None:
     """Write every temp file first, then rename them in list order (see the module doc for the order)."""
     staged: list[tuple[str, str]] = []
     try:

@@ -93,7 +93,8 @@ def check(paths: tuple[str, ...], config_path: str | None, output: str, namespac
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Config YAML file.")
 @click.option("--host", help="Address to listen on (default 0.0.0.0).")
 @click.option("--port", type=click.IntRange(1, 65535), help="HTTPS port (default 8443).")
-@click.option("--cert-dir", help="Directory holding tls.crt and tls.key (reloaded when they change).")
+@click.option("--cert-dir", help="Directory holding tls.crt and tls.key (reloaded when they change); "
+                                "implies --certificates files unless that is given.")
 @click.option("--client-ca", type=click.Path(dir_okay=False),
               help="Require client certificates signed by this CA (PEM); others are refused at TLS.")
 @click.option("--mode", type=click.Choice(["enforce", "audit"]), help="Override the config's global mode.")
@@ -103,17 +104,26 @@ def check(paths: tuple[str, ...], config_path: str | None, output: str, namespac
               help="Generate the default-deny in new namespaces (the Lease holder writes); as generate.enabled.")
 @click.option("--audit-background", is_flag=True, default=None,
               help="Run the background audit and write policy reports (audit.background: true).")
+@click.option("--certificates", type=click.Choice(["self-signed", "files", "cert-manager"]),
+              help="Where the serving certificate comes from (overrides server.certificates).")
+@click.option("--self-signed", is_flag=True, default=False, help="Same as --certificates self-signed.")
 def serve(config_path: str | None, host: str | None, port: int | None, cert_dir: str | None,
           client_ca: str | None, mode: str | None, kubeconfig: str | None, state: str | None,
-          generate: bool | None, audit_background: bool | None) -> None:
+          generate: bool | None, audit_background: bool | None, certificates: str | None,
+          self_signed: bool) -> None:
     """Run the HTTPS admission webhook (POST /validate, /healthz, /readyz, /metrics)."""
     from webhook.server.run import serve as run_server
 
+    if self_signed and certificates not in (None, "self-signed"):
+        raise click.UsageError(f"--self-signed contradicts --certificates {certificates}")
+    if certificates is None and not self_signed and cert_dir is not None:
+        certificates = "files"  # a certificate directory given on the command line means: serve those files
     config = load_config(config_path)
     server_overrides: dict[str, Any] = {
         key: value
         for key, value in {"host": host, "port": port, "cert_dir": cert_dir, "client_ca": client_ca,
-                           "kubeconfig": kubeconfig, "state": state}.items()
+                           "kubeconfig": kubeconfig, "state": state,
+                           "certificates": "self-signed" if self_signed else certificates}.items()
         if value is not None
     }
     updates: dict[str, Any] = {"server": config.server.model_copy(update=server_overrides)}

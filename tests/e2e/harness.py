@@ -210,10 +210,11 @@ def register(
 ) -> dict[str, Any]:
     """Apply the shipped ValidatingWebhookConfiguration, pointed at the local process."""
     (configuration,) = [o for o in render(cp, overlay) if o["kind"] == "ValidatingWebhookConfiguration"]
+    # With files certificates nothing arms the webhooks: set the overlay's armed failurePolicy here.
+    armed = configuration["metadata"]["annotations"]["netpol-guard.io/failure-policy"]
     for entry in configuration["webhooks"]:
         entry["clientConfig"] = {"url": f"{webhook.url}/validate", "caBundle": webhook.ca_bundle()}
-        if failure_policy is not None:
-            entry["failurePolicy"] = failure_policy
+        entry["failurePolicy"] = failure_policy or armed
     cp.kubectl("apply", "-f", "-", input=yaml.safe_dump(configuration), check=True)
     wait_until_enforced(cp)
     return configuration

@@ -268,7 +268,7 @@ def test_service_account_can_only_read_namespaces_and_policies(
     assert answer.stdout.strip() == allowed
 
 
-def test_service_account_rules_are_exactly_read_only_namespaces_and_policies(cluster: ControlPlane) -> None:
+def test_service_account_rules_are_read_only_namespaces_and_policies_plus_its_webhook(cluster: ControlPlane) -> None:
     listing = cluster.kubectl(
         "auth", "can-i", "--list", "-n", "e2e-none", "--as=system:serviceaccount:netpol-guard:netpol-guard", check=True
     ).stdout
@@ -290,7 +290,12 @@ def test_service_account_rules_are_exactly_read_only_namespaces_and_policies(clu
             ("cilium.io", ("ciliumnetworkpolicies", "ciliumclusterwidenetworkpolicies")),
         ) for resource in resources
     }
-    assert ours == {"namespaces": read, "networkpolicies.networking.k8s.io": read, **coverage_sources}
+    # Plus get/patch on its own ValidatingWebhookConfiguration (by name: caBundle and arming); the
+    # certificate Secret's Role lives in netpol-guard's namespace only (tests/e2e/test_install.py).
+    assert ours == {"namespaces": read, "networkpolicies.networking.k8s.io": read, **coverage_sources,
+                    "validatingwebhookconfigurations.admissionregistration.k8s.io": "get patch"}
+    assert re.search(r"^validatingwebhookconfigurations\.admissionregistration\.k8s\.io\s+\[\]\s+\[netpol-guard\]",
+                     listing, re.M)
 
 
 def test_audit_mode_everywhere_admits_with_warnings(cluster: ControlPlane, webhook: Webhook) -> None:

@@ -24,7 +24,7 @@ from webhook.core.selectors import parse_selector
 
 REPO = Path(__file__).resolve().parents[2]
 MANIFESTS = REPO / "manifests"
-OVERLAYS = {"enforce": "Fail", "audit": "Ignore"}  # overlay -> failurePolicy
+OVERLAYS = {"enforce": "Fail", "audit": "Ignore"}  # overlay -> failurePolicy once armed
 NAMESPACE = "netpol-guard"
 EXCLUDED = (*SYSTEM_NAMESPACES, NAMESPACE)
 POD_LABELS = {"app.kubernetes.io/name": "netpol-guard", "app.kubernetes.io/component": "webhook"}
@@ -122,6 +122,10 @@ def test_overlay_renders_exactly_the_install_objects(rendered: tuple[Obj, ...]) 
         ("ServiceAccount", "netpol-guard"),
         ("ClusterRole", "netpol-guard"),
         ("ClusterRoleBinding", "netpol-guard"),
+        ("Role", "netpol-guard-certificates"),
+        ("RoleBinding", "netpol-guard-certificates"),
+        ("ClusterRole", "netpol-guard-webhook-configurations"),
+        ("ClusterRoleBinding", "netpol-guard-webhook-configurations"),
         ("ConfigMap", "netpol-guard-config"),
         ("Service", "netpol-guard"),
         ("Deployment", "netpol-guard"),
@@ -168,6 +172,42 @@ def test_cluster_role_is_read_only_on_namespaces_and_networkpolicies(rendered: t
     assert all(set(rule) <= {"apiGroups", "resources", "verbs"} for rule in rules)  # no resourceNames tricks
 
 
+def _granted(rules: list[Obj]) -> list[tuple[str, str, str, tuple[str, ...]]]:
+    return sorted((group, resource, verb, tuple(rule.get("resourceNames", ())))
+                  for rule in rules
+                  for group in rule["apiGroups"]
+                  for resource in rule["resources"]
+                  for verb in rule["verbs"])
+
+
+def test_certificate_role_is_the_one_secret_and_create(rendered: tuple[Obj, ...]) -> None:
+    _, config = _config(rendered)
+    secret = config.server.self_signed.secret_name
+    role = _one(rendered, "Role", "netpol-guard-certificates")
+    assert role["metadata"]["namespace"] == NAMESPACE
+    # create cannot be limited by resourceNames (the API server authorizes it before the name is known).
+    assert _granted(role["rules"]) == sorted([("", "secrets", "get", (secret,)), ("", "secrets", "update", (secret,)),
+                                              ("", "secrets", "create", ())])
+
+
+def test_webhook_configuration_role_is_get_and_patch_on_our_own(rendered: tuple[Obj, ...]) -> None:
+    _, config = _config(rendered)
+    names = tuple(config.server.self_signed.webhook_configurations)
+    assert names == ("netpol-guard",) == (_one(rendered, "ValidatingWebhookConfiguration")["metadata"]["name"],)
+    role = _one(rendered, "ClusterRole", "netpol-guard-webhook-configurations")
+    assert _granted(role["rules"]) == [
+        ("admissionregistration.k8s.io", "validatingwebhookconfigurations", verb, names) for verb in ("get", "patch")]
+
+
+@pytest.mark.parametrize("role", ["netpol-guard", "netpol-guard-webhook-configurations",
+                                  "netpol-guard-certificates"])
+def test_each_role_is_bound_to_the_service_account_only(rendered: tuple[Obj, ...], role: str) -> None:
+    kind = "Role" if role == "netpol-guard-certificates" else "ClusterRole"
+    binding = _one(rendered, f"{kind}Binding", role)
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": kind, "name": role}
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "netpol-guard", "namespace": NAMESPACE}]
+
+
 def test_cluster_role_binding_binds_the_service_account(rendered: tuple[Obj, ...]) -> None:
     binding = _one(rendered, "ClusterRoleBinding")
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
@@ -191,10 +231,13 @@ def test_webhook_settings(rendered: tuple[Obj, ...], overlay: str) -> None:
         assert webhook["matchPolicy"] == "Equivalent"
         # The cluster-wide policies' webhook checks every namespace on a (rare) change: more time.
         assert webhook["timeoutSeconds"] == (10 if name == "coverage-sources.netpol-guard.io" else 3)
-        assert webhook["failurePolicy"] == OVERLAYS[overlay]
-        assert webhook["clientConfig"]["service"] == {"namespace": NAMESPACE, "name": "netpol-guard",
-                                                      "path": "/validate", "port": 443}
-        assert webhook["clientConfig"]["caBundle"] == ""  # filled in by `netpol-guard certs --webhook-manifest`
+        # Ignore until a replica has set a caBundle that trusts it and armed it: a fresh install never blocks.
+        assert webhook["failurePolicy"] == "Ignore"
+        # No caBundle field at all: re-applying never blanks the one the replicas patched in.
+        assert webhook["clientConfig"] == {"service": {"namespace": NAMESPACE, "name": "netpol-guard",
+                                                       "path": "/validate", "port": 443}}
+    annotations = _one(rendered, "ValidatingWebhookConfiguration")["metadata"]["annotations"]
+    assert annotations["netpol-guard.io/failure-policy"] == OVERLAYS[overlay]
     assert len({webhook["name"] for webhook in webhooks}) == len(webhooks)
     assert "validate.netpol-guard.io" in {webhook["name"] for webhook in webhooks}
 
@@ -320,6 +363,7 @@ def test_config_map_holds_a_valid_config_in_the_overlays_mode(rendered: tuple[Ob
     assert set(EXCLUDED) <= config.exempt_namespace_names()
     assert config.server.port == 8443
     assert config.server.cert_dir == "/etc/netpol-guard/tls"
+    assert config.server.certificates == "self-signed"
 
 
 def test_overlays_change_only_the_mode_of_the_base_config(rendered: tuple[Obj, ...], overlay: str) -> None:
@@ -350,8 +394,7 @@ def test_deployment_shape(rendered: tuple[Obj, ...]) -> None:
     assert _selects(anti[0]["podAffinityTerm"]["labelSelector"], POD_LABELS)
     (container,) = pod["containers"]
     assert container["image"] == "netpol-guard:0.1.0"
-    assert container["args"] == ["serve", "--config", "/etc/netpol-guard/config.yaml",
-                                 "--cert-dir", "/etc/netpol-guard/tls"]
+    assert container["args"] == ["serve", "--config", "/etc/netpol-guard/config.yaml"]
     assert {"name": "https", "containerPort": 8443, "protocol": "TCP"} in container["ports"]
     for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
         get = container[probe]["httpGet"]
@@ -364,13 +407,13 @@ def test_deployment_shape(rendered: tuple[Obj, ...]) -> None:
     assert deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] >= 5 + 5
 
 
-def test_deployment_mounts_tls_secret_and_config(rendered: tuple[Obj, ...]) -> None:
+def test_deployment_mounts_config_and_a_writable_tmp_but_no_secret(rendered: tuple[Obj, ...]) -> None:
     pod = _one(rendered, "Deployment")["spec"]["template"]["spec"]
     volumes = {volume["name"]: volume for volume in pod["volumes"]}
     mounts = {mount["mountPath"]: mount for mount in pod["containers"][0]["volumeMounts"]}
-    tls = mounts["/etc/netpol-guard/tls"]
-    assert volumes[tls["name"]]["secret"]["secretName"] == "netpol-guard-tls"
-    assert "subPath" not in tls  # a rotated Secret must reach the running server
+    # Self-signed: certificates come from the API (no Secret volume to wait for) and go to /tmp.
+    assert sorted(mounts) == ["/etc/netpol-guard/config.yaml", "/tmp"]
+    assert "emptyDir" in volumes[mounts["/tmp"]["name"]]
     config = mounts["/etc/netpol-guard/config.yaml"]
     assert volumes[config["name"]]["configMap"]["name"] == "netpol-guard-config"
     assert config["subPath"] == "config.yaml"
@@ -550,6 +593,21 @@ def with_generate(kubectl_bin: Path, overlay: str, tmp_path: Path) -> tuple[Obj,
     return tuple(doc for doc in yaml.safe_load_all(proc.stdout) if doc is not None)
 
 
+# --- the cert-manager component ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def with_cert_manager(kubectl_bin: Path, overlay: str, tmp_path: Path) -> tuple[Obj, ...]:
+    """An overlay of the user's own: a shipped overlay plus components/cert-manager."""
+    base = os.path.relpath(MANIFESTS / "overlays" / overlay, tmp_path)
+    component = os.path.relpath(MANIFESTS / "components" / "cert-manager", tmp_path)
+    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump({"resources": [base], "components": [component]}))
+    proc = subprocess.run([str(kubectl_bin), "kustomize", str(tmp_path)], capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    return tuple(doc for doc in yaml.safe_load_all(proc.stdout) if doc is not None)
+
+
 def _granted(rules: list[Obj]) -> list[tuple[str, str, str, tuple[str, ...]]]:
     return sorted((group, resource, verb, tuple(rule.get("resourceNames", ())))
                   for rule in rules for group in rule["apiGroups"] for resource in rule["resources"]
@@ -648,3 +706,44 @@ def test_reports_component_ships_the_pinned_openreports_crds_unchanged(kubectl_b
     assert sorted(crds) == ["clusterreports.openreports.io", "reports.openreports.io"]
     assert crds["reports.openreports.io"]["spec"]["scope"] == "Namespaced"
     assert crds["clusterreports.openreports.io"]["spec"]["scope"] == "Cluster"
+def test_cert_manager_component_issues_the_mounted_secret_and_injects_its_ca(
+        with_cert_manager: tuple[Obj, ...], rendered: tuple[Obj, ...]) -> None:
+    objs = with_cert_manager
+    certificate = _one(objs, "Certificate")
+    issuer = _one(objs, "Issuer", "netpol-guard-selfsigned")
+    assert certificate["apiVersion"] == issuer["apiVersion"] == "cert-manager.io/v1"
+    assert certificate["metadata"]["namespace"] == issuer["metadata"]["namespace"] == NAMESPACE
+    assert certificate["spec"]["issuerRef"] == {"kind": "Issuer", "name": "netpol-guard-selfsigned"}
+    assert issuer["spec"] == {"selfSigned": {}}
+    service = _one(objs, "Service")["metadata"]["name"]
+    assert set(certificate["spec"]["dnsNames"]) == {service, f"{service}.{NAMESPACE}", f"{service}.{NAMESPACE}.svc",
+                                                    f"{service}.{NAMESPACE}.svc.cluster.local"}
+    assert certificate["spec"]["usages"] == ["server auth", "digital signature"]
+    # cainjector fills the caBundle from this Certificate.
+    configuration = _one(objs, "ValidatingWebhookConfiguration")
+    assert configuration["metadata"]["annotations"]["cert-manager.io/inject-ca-from"] == \
+        f"{NAMESPACE}/{certificate['metadata']['name']}"
+    assert {w["failurePolicy"] for w in configuration["webhooks"]} == {"Ignore"}  # armed by the replicas
+    # The pods serve the Secret cert-manager writes, from the directory the config names.
+    _, config = _config(objs)
+    pod = _one(objs, "Deployment")["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["args"][-1] == "--certificates=cert-manager"
+    mounts = {mount["name"]: mount for mount in container["volumeMounts"]}
+    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+    assert mounts["tls"] == {"name": "tls", "mountPath": config.server.cert_dir, "readOnly": True}
+    assert volumes["tls"]["secret"]["secretName"] == certificate["spec"]["secretName"]
+    # No self-signed Secret to manage: its Role is gone; everything else is the overlay as shipped.
+    names = {(obj["kind"], obj["metadata"]["name"]) for obj in objs}
+    assert names == ({(obj["kind"], obj["metadata"]["name"]) for obj in rendered}
+                     - {("Role", "netpol-guard-certificates"), ("RoleBinding", "netpol-guard-certificates")}
+                     | {("Certificate", "netpol-guard"), ("Issuer", "netpol-guard-selfsigned")})
+
+
+def test_cert_manager_args_are_accepted_by_serve(with_cert_manager: tuple[Obj, ...]) -> None:
+    from webhook.cli import serve
+
+    args = _one(with_cert_manager, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[0] == "serve"
+    context = serve.make_context("serve", list(args[1:]))  # parses and validates, runs nothing
+    assert context.params["certificates"] == "cert-manager"

@@ -112,3 +112,17 @@ def test_sigterm_shuts_down_gracefully_with_exit_0(tmp_path: Path, certs: tuple[
     assert server.process.wait(15) == 0
     assert "Traceback" not in server.log()
     assert any(e.get("event") == "stopped" for e in server.log_events())
+
+
+def test_self_signed_without_a_cluster_is_a_clear_startup_error(tmp_path: Path) -> None:
+    result = run_serve("--port", "1", "--self-signed", "--state", str(state_dir(tmp_path)))
+    assert result.returncode == 2
+    assert "server.certificates: self-signed needs a cluster; with --state use files (--cert-dir)" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_contradicting_certificate_flags_are_a_usage_error(tmp_path: Path, certs: tuple[Path, Path]) -> None:
+    result = run_serve("--port", "1", "--self-signed", "--certificates", "files", "--cert-dir", str(certs[0]))
+    assert result.returncode == 2
+    assert "--self-signed contradicts --certificates files" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout

@@ -7,6 +7,7 @@ process with the field named instead of being silently ignored.
 
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
 import re
 from collections.abc import Mapping
@@ -295,8 +296,53 @@ class GenerateSettings(_Strict):
         return self
 
 
+CertificateMode = Literal["self-signed", "files", "cert-manager"]
+_DNS_LABEL = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+_DNS_SUBDOMAIN = r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$"
+
+
+class SelfSignedSettings(_Strict):
+    """`server.certificates: self-signed`: a CA and serving certificate kept in one Secret of our namespace.
+
+    Durations are seconds or ISO 8601 (`P365D`). Each certificate is renewed at two-thirds of its life.
+    """
+
+    secret_name: str = Field(default="netpol-guard-ca", alias="secretName", pattern=_DNS_SUBDOMAIN)
+    service_name: str = Field(default="netpol-guard", alias="serviceName", pattern=_DNS_LABEL)
+    # The ValidatingWebhookConfigurations whose caBundle (and armed failurePolicy) this process keeps.
+    webhook_configurations: list[str] = Field(default_factory=lambda: ["netpol-guard"],
+                                              alias="webhookConfigurations", min_length=1)
+    # Extra SANs (DNS names or IPs) besides the Service's names.
+    hosts: list[str] = Field(default_factory=list)
+    ca_validity: dt.timedelta = Field(default=dt.timedelta(days=1825), alias="caValidity")
+    cert_validity: dt.timedelta = Field(default=dt.timedelta(days=365), alias="certValidity")
+    # How long a new CA sits in the caBundle before serving certificates signed by it are presented.
+    ca_propagation: dt.timedelta = Field(default=dt.timedelta(seconds=60), alias="caPropagation")
+    # Seconds between reads of the Secret and the webhook configurations.
+    sync_seconds: float = Field(default=10.0, gt=0, alias="syncSeconds")
+
+    @model_validator(mode="after")
+    def _lifetimes(self) -> SelfSignedSettings:
+        if self.cert_validity < dt.timedelta(seconds=3):
+            raise ValueError("certValidity must be at least 3 seconds")
+        if self.ca_validity < self.cert_validity:
+            raise ValueError("caValidity must be at least certValidity")
+        if self.ca_propagation.total_seconds() < 0:
+            raise ValueError("caPropagation must not be negative")
+        if self.ca_propagation * 9 >= self.ca_validity:
+            raise ValueError("caPropagation must be under a ninth of caValidity, "
+                             "or a rotating CA could not be published in time")
+        return self
+
+
 class ServerSettings(_Strict):
     """Settings of `netpol-guard serve`; each also has a command-line flag that wins over it."""
+
+    # self-signed: a CA + serving certificate shared by the replicas in a Secret, caBundle patched,
+    # rotated; files: tls.crt/tls.key from certDir (your PKI; `serve --cert-dir` implies it);
+    # cert-manager: files written by cert-manager, caBundle injected by its CA injector.
+    certificates: CertificateMode = "self-signed"
+    self_signed: SelfSignedSettings = Field(default_factory=SelfSignedSettings, alias="selfSigned")
 
     host: str = "0.0.0.0"
     port: int = Field(default=8443, ge=1, le=65535)
@@ -316,6 +362,18 @@ class ServerSettings(_Strict):
     cert_reload_seconds: float = Field(default=10.0, gt=0, alias="certReloadSeconds")
     # Seconds between API discoveries of the coverage-source kinds (a CRD installed later is picked up).
     source_discovery_seconds: float = Field(default=30.0, gt=0, alias="sourceDiscoverySeconds")
+
+    @model_validator(mode="after")
+    def _time_to_renew(self) -> ServerSettings:
+        # A serving certificate is renewed with a third of its life left; the new one reaches the
+        # server within a sync plus a reload. Leave at least twice that, or it could expire in use.
+        if self.certificates == "self-signed":
+            margin = self.self_signed.cert_validity.total_seconds() / 3
+            needed = 2 * (self.self_signed.sync_seconds + self.cert_reload_seconds)
+            if margin < needed:
+                raise ValueError(f"selfSigned.certValidity leaves {margin:g}s (a third of it) to renew and reload; "
+                                 f"make it at least {3 * needed:g}s, or lower syncSeconds/certReloadSeconds")
+        return self
 
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")

@@ -23,6 +23,8 @@ from typing import Any
 import structlog
 import uvicorn
 
+from webhook.certmanager import CertificateManager, start_certificates
+from webhook.certs import CertError
 from webhook.cluster import ClusterSource, SourceError, make_source
 from webhook.core.config import Config
 from webhook.errors import MAX_VALUE_CHARS, clip_text
@@ -178,15 +180,19 @@ def serve(config: Config) -> int:
     configure_logging()
     settings = config.server
     source: ClusterSource | None = None
+    certificates: CertificateManager | None = None
     try:
-        reloader = CertificateReloader(settings.cert_dir, settings.cert_reload_seconds)
+        source = make_source(settings.state, settings.kubeconfig, config.coverage_sources,
+                             config.server.source_discovery_seconds, settings.cache_stale_seconds)
+        ready = source  # bound now: the certificate loop arms the webhooks only once the view is synced
+        certificates = start_certificates(config, lambda: ready.synced)
+        cert_dir = certificates.cert_dir if certificates is not None else settings.cert_dir
+        reloader = CertificateReloader(cert_dir, settings.cert_reload_seconds)
         client_ca = None
         if settings.client_ca:
             client_ca = require_client_certificates(reloader.context, settings.client_ca)
-        source = make_source(settings.state, settings.kubeconfig, config.coverage_sources,
-                             config.server.source_discovery_seconds, settings.cache_stale_seconds)
         sock = bind(settings.host, settings.port)
-    except (TLSError, SourceError, OSError) as error:
+    except (TLSError, SourceError, CertError, OSError) as error:
         print(f"netpol-guard: {error}", file=sys.stderr)
         return EXIT_STARTUP
 
@@ -246,6 +252,8 @@ def serve(config: Config) -> int:
         background.start()
     if own_elector is not None:
         own_elector.start()
+    if certificates is not None:
+        certificates.start()
     # Everything loaded so far (config, engine, a --state cache) lives for the whole process: move it out of
     # the collector's sight, so full collections stay short and do not show up as latency spikes.
     gc.collect()
@@ -253,7 +261,8 @@ def serve(config: Config) -> int:
     log.info("serving", host=settings.host, port=settings.port, mode=config.mode, fail_closed=config.fail_closed,
              generate=config.generate.enabled,
              state="static:" + settings.state if settings.state else "kubernetes", certificate=reloader.description,
-             client_ca=client_ca or "not required", background_audit=config.audit.background)
+             client_ca=client_ca or "not required", background_audit=config.audit.background,
+             certificates=settings.certificates)
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
             runner.run(main())
@@ -268,6 +277,8 @@ def serve(config: Config) -> int:
             elector, generator = generation
             generator.stop()
             elector.stop()  # releases the Lease: another replica takes over at once
+        if certificates is not None:
+            certificates.stop()
         source.stop()
         sock.close()
     log.info("stopped")
