@@ -81,9 +81,11 @@ bench: binaries
 	$(BIN)/python tests/bench/bench_apply.py
 	$(BIN)/python tests/bench/bench_generate.py
 
-# The kustomize component manifests/components/vap, rendered from the default config (tests check it is current).
+# The kustomize component manifests/components/vap and the chart's copy (vap.enabled), rendered from the default
+# config (tests check both are current).
 vap: $(STAMP)
 	$(BIN)/python -m webhook vap --config manifests/base/config.yaml > manifests/components/vap/policies.yaml
+	cp manifests/components/vap/policies.yaml charts/netpol-guard/files/vap-policies.yaml
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -119,12 +119,16 @@ def normalised(objs: list[Obj]) -> dict[tuple[str, str], Obj]:
 
 
 def effective(objs: dict[tuple[str, str], Obj]) -> dict[tuple[str, str], Obj]:
-    """The certificate source as serve sees it: a --certificates= argument wins over the config file."""
+    """The config as serve sees it: --certificates=, --generate and --audit-background win over the file."""
     args = objs[("Deployment", "netpol-guard")]["spec"]["template"]["spec"]["containers"][0]["args"]
     config = objs[("ConfigMap", "netpol-guard-config")]["data"]["config.yaml"]
     for arg in args:
         if arg.startswith("--certificates="):
             config["server"]["certificates"] = arg.split("=", 1)[1]
+        elif arg == "--generate":
+            config.setdefault("generate", {})["enabled"] = True
+        elif arg == "--audit-background":
+            config.setdefault("audit", {})["background"] = True
     return objs
 
 
@@ -161,6 +165,48 @@ def test_pod_coverage_is_the_overlay_with_the_pod_coverage_component(helm_bin: P
     assert_same(chart, kustomize(kubectl_bin, with_component(tmp_path, "enforce", "pod-coverage")))
 
 
+def test_generate_is_the_overlay_with_the_generate_component(helm_bin: Path, kubectl_bin: Path,
+                                                            tmp_path: Path) -> None:
+    chart = template(helm_bin, "generate.enabled=true")
+    assert_same(chart, kustomize(kubectl_bin, with_component(tmp_path, "enforce", "generate")))
+    (deployment,) = [obj for obj in chart if obj["kind"] == "Deployment"]
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["args"][-1] == "--generate"
+
+
+def test_reports_is_the_overlay_with_the_reports_component_but_its_crds(helm_bin: Path, kubectl_bin: Path,
+                                                                        tmp_path: Path) -> None:
+    chart = template(helm_bin, "reports.enabled=true")
+    manifests = kustomize(kubectl_bin, with_component(tmp_path, "enforce", "reports"))
+    crds = [obj for obj in manifests if obj["kind"] == "CustomResourceDefinition"]
+    # Applied from manifests/components/reports/crds (chart README and NOTES): Helm never upgrades crds/.
+    assert sorted(crd["metadata"]["name"] for crd in crds) == ["clusterreports.openreports.io",
+                                                                "reports.openreports.io"]
+    assert_same(chart, [obj for obj in manifests if obj["kind"] != "CustomResourceDefinition"])
+    (deployment,) = [obj for obj in chart if obj["kind"] == "Deployment"]
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"][-1] == "--audit-background"
+    assert (container["resources"]["requests"]["memory"], container["resources"]["limits"]["memory"]) == \
+        ("320Mi", "768Mi")
+
+
+def test_vap_is_the_overlay_with_the_vap_component(helm_bin: Path, kubectl_bin: Path, tmp_path: Path) -> None:
+    chart = template(helm_bin, "vap.enabled=true")
+    assert_same(chart, kustomize(kubectl_bin, with_component(tmp_path, "enforce", "vap")))
+    assert len([obj for obj in chart if obj["kind"] == "ValidatingAdmissionPolicy"]) >= 7
+
+
+def test_all_components_together_are_the_overlay_with_all_components(helm_bin: Path, kubectl_bin: Path,
+                                                                    tmp_path: Path) -> None:
+    chart = template(helm_bin, "generate.enabled=true", "reports.enabled=true", "vap.enabled=true",
+                     "certificates.mode=cert-manager")
+    components = [os.path.relpath(REPO / "manifests" / "components" / name, tmp_path)
+                  for name in ("cert-manager", "generate", "reports", "vap")]
+    base = os.path.relpath(REPO / "manifests" / "overlays" / "enforce", tmp_path)
+    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump({"resources": [base], "components": components}))
+    manifests = [obj for obj in kustomize(kubectl_bin, tmp_path) if obj["kind"] != "CustomResourceDefinition"]
+    assert_same(chart, manifests)
+
+
 def test_cert_manager_with_your_own_issuer_makes_no_issuer(helm_bin: Path) -> None:
     objs = template(helm_bin, "certificates.mode=cert-manager", "certificates.certManager.issuerRef.kind=ClusterIssuer",
                     "certificates.certManager.issuerRef.name=corp-ca")
@@ -191,11 +237,13 @@ def test_files_mode_uses_your_secret_and_ca_and_sets_the_failure_policy_itself(h
     (["mode=warn"], 'mode must be enforce or audit, not "warn"'),
     (["certificates.mode=vault"], 'certificates.mode must be self-signed, cert-manager or files, not "vault"'),
     (["webhook.failurePolicy=Maybe"], 'webhook.failurePolicy must be Fail, Ignore or empty, not "Maybe"'),
+    (["vap.enabled=true", "mode=audit"], "vap.enabled renders the enforce-mode policies"),
+    (["vap.enabled=true", "--namespace=security"], 'exempt the namespace netpol-guard, not "security"'),
 ])
 def test_bad_values_fail_with_a_message(helm_bin: Path, values: list[str], message: str) -> None:
     args = ["template", "netpol-guard", str(CHART), "--namespace", NAMESPACE]
     for value in values:
-        args += ["--set", value]
+        args += [value] if value.startswith("--") else ["--set", value]  # a later --namespace wins
     proc = helm(helm_bin, *args)
     assert proc.returncode != 0 and message in proc.stderr, proc.stderr
 

@@ -14,6 +14,7 @@ from webhook.vap import generate
 
 REPO = Path(__file__).resolve().parents[2]
 COMPONENT = REPO / "manifests" / "components" / "vap"
+CHART_COPY = REPO / "charts" / "netpol-guard" / "files" / "vap-policies.yaml"  # a chart reads only its own files
 
 
 def test_committed_policies_equal_vap_output_for_the_base_config() -> None:
@@ -24,6 +25,7 @@ def test_committed_policies_equal_vap_output_for_the_base_config() -> None:
     assert proc.returncode == 0, proc.stderr
     committed = (COMPONENT / "policies.yaml").read_text()
     assert committed == proc.stdout, "manifests/components/vap/policies.yaml is stale: run `make vap`"
+    assert CHART_COPY.read_text() == proc.stdout, "charts/netpol-guard/files/vap-policies.yaml is stale: run `make vap`"
 
 
 def test_the_base_config_is_the_default_config_so_the_component_is_the_default_rules() -> None:
