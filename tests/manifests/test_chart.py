@@ -178,7 +178,7 @@ def test_reports_is_the_overlay_with_the_reports_component_but_its_crds(helm_bin
     chart = template(helm_bin, "reports.enabled=true")
     manifests = kustomize(kubectl_bin, with_component(tmp_path, "enforce", "reports"))
     crds = [obj for obj in manifests if obj["kind"] == "CustomResourceDefinition"]
-    # Applied from manifests/components/reports/crds (chart README and NOTES): Helm never upgrades crds/.
+    # Applied from manifests/components/reports/crds (README, chart NOTES): Helm never upgrades crds/.
     assert sorted(crd["metadata"]["name"] for crd in crds) == ["clusterreports.openreports.io",
                                                                 "reports.openreports.io"]
     assert_same(chart, [obj for obj in manifests if obj["kind"] != "CustomResourceDefinition"])
