@@ -49,14 +49,14 @@ class Manifest:
     source: str  # file path, or "<stdin>"
     document: int  # 1-based document number in that file
     obj: Mapping[str, Any]
-    item: int | None = None  # index inside a `kind: List`
+    item: str | None = None  # where inside a `kind: List` (`items[2]`, `items[0].items[1]` for nested Lists)
 
     @property
     def where(self) -> str:
         if self.source == CLUSTER:
             namespace = self.namespace("")
             return f"cluster: {self.kind} {namespace + '/' if namespace else ''}{self.name}"
-        item = f", item {self.item}" if self.item is not None else ""
+        item = f", {self.item}" if self.item is not None else ""
         return f"{self.source}: document {self.document}{item}"
 
     @property
@@ -157,25 +157,47 @@ def _flow_depth(text: str) -> int:
 _BRACKETS = re.compile(r"[\[\]{}]")
 
 
+MAX_LIST_DEPTH = 32  # Lists inside Lists: kubectl flattens them all the way down; nobody nests deeper
+
+
 def _objects(source: str, number: int, document: Any) -> Iterator[Manifest]:
     where = f"{source}: document {number}"
     if not isinstance(document, Mapping):
         raise InputError(f"{where}: expected a Kubernetes object (a mapping), got {type(document).__name__}")
-    kind = document.get("kind")
+    yield from _flatten(source, number, document, "")
+
+
+def _is_list(obj: Mapping[str, Any]) -> bool:
+    kind = obj.get("kind")
+    return kind == "List" or (isinstance(kind, str) and kind.endswith("List") and isinstance(obj.get("items"), list))
+
+
+def _flatten(source: str, number: int, obj: Mapping[str, Any], path: str, depth: int = 0) -> Iterator[Manifest]:
+    """`obj`, or the objects of a List, of Lists inside it, and so on (cli-runtime's FlattenListVisitor).
+
+    A List inside a List must never be waved through as one unjudged object of kind List.
+    """
+    where = f"{source}: document {number}{', ' + path if path else ''}"
+    kind = obj.get("kind")
     if not isinstance(kind, str) or not kind:
-        raise InputError(f"{where}: missing 'kind'")
-    if kind == "List" or (kind.endswith("List") and isinstance(document.get("items"), list)):
-        items = document.get("items")
+        raise InputError(f"{where}: missing 'kind'" if not path else
+                         f"{where}: expected a Kubernetes object with a kind")
+    if _is_list(obj):
+        if depth >= MAX_LIST_DEPTH:
+            raise InputError(f"{where}: Lists nested more than {MAX_LIST_DEPTH} deep")
+        items = obj.get("items")
         if not isinstance(items, list):
             raise InputError(f"{where}: a List needs 'items'")
         for index, item in enumerate(items):
-            if not isinstance(item, Mapping) or not isinstance(item.get("kind"), str):
-                raise InputError(f"{where}, item {index}: expected a Kubernetes object with a kind")
-            yield Manifest(source, number, item, index)
+            item_path = f"{path + '.' if path else ''}items[{index}]"
+            if not isinstance(item, Mapping):
+                raise InputError(f"{source}: document {number}, {item_path}: expected a Kubernetes object "
+                                 f"(a mapping), got {type(item).__name__}")
+            yield from _flatten(source, number, item, item_path, depth + 1)
         return
-    if not isinstance(document.get("metadata", {}), Mapping):
+    if not isinstance(obj.get("metadata", {}), Mapping):
         raise InputError(f"{where}: metadata must be a mapping")
-    yield Manifest(source, number, document)
+    yield Manifest(source, number, obj, path or None)
 
 
 def state_from_manifests(manifests: Iterable[Manifest], default_namespace: str = "default") -> ClusterState:

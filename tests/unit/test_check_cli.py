@@ -210,3 +210,32 @@ def test_a_named_port_that_is_not_a_service_name_is_bad_input(tmp_path: Path) ->
     assert "document 1: NetworkPolicy np: spec.ingress[0].ports[0].port: '²' is not a port number or an IANA " \
         "service name" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_lists_inside_lists_are_flattened_and_judged(tmp_path: Path) -> None:
+    # kubectl flattens nested Lists all the way down: the host-network Pod inside must be judged, not waved through.
+    nested = {"apiVersion": "v1", "kind": "List", "items": [
+        deny_all(),
+        {"apiVersion": "v1", "kind": "List", "items": [{"apiVersion": "v1", "kind": "PodList",
+                                                         "items": [pod("hn", host_network=True)]}]},
+    ]}
+    proc = run("-o", "json", str(write(tmp_path / "nested.yaml", nested)))
+    assert proc.returncode == 1, proc.stderr
+    assert [(r["kind"], r["name"], r["allowed"]) for r in results(proc)] == [
+        ("NetworkPolicy", "default-deny-all", True), ("Pod", "hn", False)]
+    proc = run(str(tmp_path / "nested.yaml"))
+    assert "nested.yaml: document 1, items[1].items[0].items[0]" in proc.stdout
+
+
+def test_a_list_item_that_is_not_an_object_names_its_path(tmp_path: Path) -> None:
+    nested = {"apiVersion": "v1", "kind": "List", "items": [deny_all(), {"kind": "List", "items": [pod(), "x"]}]}
+    proc = run(str(write(tmp_path / "bad.yaml", nested)))
+    assert proc.returncode == 2
+    assert "bad.yaml: document 1, items[1].items[1]: expected a Kubernetes object (a mapping), got str" in proc.stderr
+    deep: dict[str, Any] = pod()
+    for _ in range(40):
+        deep = {"kind": "List", "items": [deep]}
+    proc = run(str(write(tmp_path / "deep.yaml", deep)))
+    assert proc.returncode == 2
+    assert "Lists nested more than 32 deep" in proc.stderr
+    assert "Traceback" not in proc.stderr
