@@ -239,3 +239,39 @@ def test_a_list_item_that_is_not_an_object_names_its_path(tmp_path: Path) -> Non
     assert proc.returncode == 2
     assert "Lists nested more than 32 deep" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+BASE = "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n---\n" + yaml.safe_dump(deny_all())
+POD = "apiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: shop}\nspec:\n  hostNetwork: %s\n" \
+    "  containers: [{name: c, image: nginx}]\n"
+
+
+def test_host_network_spelled_the_yaml_1_1_way_is_judged(tmp_path: Path) -> None:
+    for spelling in ("y", "Y", "yes", "on"):
+        (tmp_path / "x.yaml").write_text(BASE + "---\n" + POD % spelling)
+        proc = run("-o", "json", str(tmp_path / "x.yaml"))
+        assert proc.returncode == 1, spelling
+        assert [v["rule"] for v in results(proc)[2]["violations"]] == ["host-network"]
+    (tmp_path / "x.yaml").write_text(BASE + "---\n" + POD % "n")
+    assert run(str(tmp_path / "x.yaml")).returncode == 0
+
+
+def test_host_network_that_is_not_a_boolean_is_bad_input(tmp_path: Path) -> None:
+    for spelling, shown in (('"true"', "'true'"), ("1", "1"), ("[true]", "[True]")):
+        (tmp_path / "x.yaml").write_text(BASE + "---\n" + POD % spelling)
+        proc = run(str(tmp_path / "x.yaml"))
+        assert proc.returncode == 2, spelling
+        assert f"document 3: Pod p: spec.hostNetwork: must be true or false, not {shown}" in proc.stderr
+
+
+def test_ports_in_go_integer_spellings_are_numbers(tmp_path: Path) -> None:
+    # An egress rule with no `to` on port 80 reaches the metadata endpoint; a named port would not.
+    for spelling in ("0o120", "8e1", "0X50", "0120", "8_0"):
+        policy = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: np, namespace: shop}\n" \
+            f"spec:\n  podSelector: {{}}\n  policyTypes: [Egress]\n  egress: [{{ports: [{{port: {spelling}}}]}}]\n"
+        (tmp_path / "x.yaml").write_text(BASE + "---\n" + policy)
+        proc = run("-o", "json", str(tmp_path / "x.yaml"))
+        assert proc.returncode == 1, spelling
+        violations = results(proc)[2]["violations"]
+        assert [v["rule"] for v in violations] == ["allow-all-egress", "metadata-endpoint"], spelling
+        assert "opens 80/TCP" in violations[1]["message"]
