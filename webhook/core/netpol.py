@@ -44,7 +44,12 @@ class IPBlock:
         return self.written
 
     def contains(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-        """Whether this block lets `address` through (inside the CIDR, outside every except)."""
+        """Whether this block lets `address` through (inside the CIDR, outside every except).
+
+        An IPv4 address is also let through by an IPv6 block holding its IPv4-mapped form (::ffff:a.b.c.d).
+        """
+        if address.version == 4 and self.cidr.version == 6:
+            address = ipaddress.IPv6Address(f"::ffff:{address}")
         if address.version != self.cidr.version or address not in self.cidr:
             return False
         return not any(address in excluded for excluded in self.excepts)
