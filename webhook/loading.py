@@ -127,7 +127,10 @@ class Manifest:
     @property
     def where(self) -> str:
         if self.source == CLUSTER:
-            namespace = self.namespace("")
+            try:
+                namespace = self.namespace("")
+            except ObjectError:
+                namespace = "?"
             return f"cluster: {self.kind} {namespace + '/' if namespace else ''}{self.name}"
         item = f", {self.item}" if self.item is not None else ""
         return f"{self.source}: document {self.document}{item}"

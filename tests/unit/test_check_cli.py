@@ -275,3 +275,44 @@ def test_ports_in_go_integer_spellings_are_numbers(tmp_path: Path) -> None:
         violations = results(proc)[2]["violations"]
         assert [v["rule"] for v in violations] == ["allow-all-egress", "metadata-endpoint"], spelling
         assert "opens 80/TCP" in violations[1]["message"]
+
+
+def test_metadata_the_api_server_refuses_is_bad_input(tmp_path: Path) -> None:
+    cases = [
+        ("Pod", "  name: '[x]'\n  namespace: shop\n", "Pod [x]: metadata.name: '[x]' is not a DNS-1123 subdomain"),
+        ("Pod", "  name: p\n  namespace: shop\n  labels: []\n", "Pod p: metadata.labels: must map label keys"),
+        ("Namespace", "  name: a.b\n", "Namespace a.b: metadata.name: 'a.b' is not a DNS-1123 label"),
+        ("Namespace", "  name: ns\n  labels: []\n", "Namespace ns: metadata.labels: must map label keys"),
+        ("Pod", "  name: p\n  namespace: [shop]\n", "Pod p: metadata.namespace: must be a string, not ['shop']"),
+        ("Pod", "  name: p\n  namespace: 5\n", "Pod p: metadata.namespace: must be a string, not 5"),
+        ("NetworkPolicy", "  name: p\n  namespace: [shop]\n",
+         "NetworkPolicy p: metadata.namespace: must be a string, not ['shop']"),
+    ]
+    for kind, metadata, expected in cases:
+        spec = "spec: {podSelector: {}}\n" if kind == "NetworkPolicy" else ""
+        api = "networking.k8s.io/v1" if kind == "NetworkPolicy" else "v1"
+        (tmp_path / "x.yaml").write_text(BASE + f"---\napiVersion: {api}\nkind: {kind}\nmetadata:\n{metadata}{spec}")
+        proc = run(str(tmp_path / "x.yaml"))
+        assert proc.returncode == 2, (kind, metadata, proc.stdout)
+        assert f"x.yaml: document 3: {expected}" in proc.stderr, proc.stderr
+    # Valid names still pass, generateName's trailing '-' included.
+    (tmp_path / "x.yaml").write_text(BASE + "---\napiVersion: v1\nkind: Pod\nmetadata: {generateName: web-, "
+                                     "namespace: shop}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: a.b-1, "
+                                     "namespace: shop}\n")
+    assert run(str(tmp_path / "x.yaml")).returncode == 0
+
+
+def test_quoted_number_port_and_bad_excepts_are_bad_input(tmp_path: Path) -> None:
+    policy = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: np, namespace: shop}\n" \
+        "spec:\n  podSelector: {}\n  policyTypes: [Egress]\n  egress: [%s]\n"
+    cases = [
+        ("{ports: [{port: '80'}]}", "spec.egress[0].ports[0].port: '80' is a quoted number"),
+        ("{to: [{ipBlock: {cidr: 10.0.0.0/8, except: [10.0.0.0/8]}}]}",
+         "spec.egress[0].to[0].ipBlock.except[0]: 10.0.0.0/8 must be a strict subset of cidr 10.0.0.0/8"),
+        ("{to: [{ipBlock: {cidr: 'fd00:ec2::254%eth0/128'}}]}", "spec.egress[0].to[0].ipBlock.cidr: invalid CIDR"),
+    ]
+    for rule, expected in cases:
+        (tmp_path / "x.yaml").write_text(BASE + "---\n" + policy % rule)
+        proc = run(str(tmp_path / "x.yaml"))
+        assert proc.returncode == 2, rule
+        assert f"document 3: NetworkPolicy np: {expected}" in proc.stderr, proc.stderr

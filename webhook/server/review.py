@@ -16,6 +16,7 @@ from typing import Any
 from webhook.core.config import Config
 from webhook.core.engine import JUDGED_KINDS, Decision, Operation, User
 from webhook.core.engine import Request as AdmissionRequest
+from webhook.core.errors import ObjectError
 from webhook.core.objects import name_of, namespace_of
 from webhook.errors import BadReview
 
@@ -81,8 +82,11 @@ def parse_review(body: bytes) -> Review:
     if operation not in OPERATIONS:
         raise BadReview(f"request.operation must be one of CREATE, UPDATE, DELETE, CONNECT, not {operation!r}")
     # Hand-written reviews may omit request.namespace or request.name: take them from the object then.
-    namespace = _optional_str(request, "namespace") or namespace_of(request.get("object")) \
-        or namespace_of(request.get("oldObject"))
+    try:
+        namespace = _optional_str(request, "namespace") or namespace_of(request.get("object")) \
+            or namespace_of(request.get("oldObject"))
+    except ObjectError as error:
+        raise BadReview(f"request.object: {error}") from None
     name = _optional_str(request, "name") or name_of(request.get("object"), generated=False) \
         or name_of(request.get("oldObject"), generated=False)
     obj, old = request.get("object"), request.get("oldObject")
