@@ -86,6 +86,14 @@ def test_any_namespace_message_says_by_construction() -> None:
         "kubernetes.io/metadata.name) without a podSelector, i.e. every pod of every namespace")
 
 
+def test_any_namespace_message_with_an_empty_pod_selector() -> None:
+    peer = {"namespaceSelector": {}, "podSelector": {}}
+    (violation,) = review(netpol("p", policyTypes=["Ingress"], ingress=[{"from": [peer]}]), COVERED).violations
+    assert violation.message == (
+        "any-namespace: NetworkPolicy shop/p: spec.ingress[0].from[0] has namespaceSelector: {} with an empty "
+        "podSelector, i.e. every pod of every namespace")
+
+
 def test_any_namespace_every_existing_namespace_where_namespaces_are_known() -> None:
     cluster = state(deny_all(), namespace("shop", {"env": "prod"}), namespace("db", {"env": "prod"}))
     peer = {"namespaceSelector": {"matchLabels": {"env": "prod"}}}

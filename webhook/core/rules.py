@@ -175,7 +175,8 @@ def _any_namespace(rule: Rule, ref: str, namespaces: Sequence[NamespaceInfo] | N
             continue
         yield Finding(
             "any-namespace",
-            f"any-namespace: {ref}: {rule.peers_field}[{index}] has {why} without a podSelector, "
+            f"any-namespace: {ref}: {rule.peers_field}[{index}] has {why} "
+            f"{'without a podSelector' if peer.pod_selector is None else 'with an empty podSelector'}, "
             "i.e. every pod of every namespace",
             "fix: select namespaces by label (e.g. kubernetes.io/metadata.name In [...]) or add a podSelector",
         )
