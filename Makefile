@@ -7,7 +7,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test install binaries lint unit service e2e bench clean
+.PHONY: demo test install binaries crds lint unit service e2e bench clean
 
 # The virtualenv is rebuilt when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -23,6 +23,11 @@ install: $(STAMP)
 binaries: $(STAMP)
 	$(BIN)/python tests/e2e/build_binaries.py
 
+# The real CRDs of the coverage sources (ClusterNetworkPolicy, AdminNetworkPolicy, ...) from their
+# pinned Go modules into a cache beside the binaries (seconds the first time).
+crds: $(STAMP)
+	$(BIN)/python tests/e2e/fetch_crds.py
+
 # Main job: a real local control plane + netpol-guard, replaying deny / fix / allow / audit with kubectl.
 # `make demo DEMO_ARGS=--keep` leaves it running and prints the KUBECONFIG export.
 demo: binaries
@@ -35,7 +40,7 @@ lint: $(STAMP)
 	$(BIN)/hadolint Dockerfile
 
 # All tests: unit, service (real uvicorn over TLS), e2e (real kube-apiserver + etcd + kubectl).
-test: lint binaries
+test: lint binaries crds
 	$(BIN)/python -m pytest
 
 unit: $(STAMP)
@@ -44,12 +49,13 @@ unit: $(STAMP)
 service: $(STAMP)
 	$(BIN)/python -m pytest tests/service
 
-e2e: binaries
+e2e: binaries crds
 	$(BIN)/python -m pytest tests/e2e
 
 # Benchmarks print numbers; they are not tests. Engine, service over TLS, kubectl apply latency.
 bench: binaries
 	$(BIN)/python -m tests.bench.bench_engine
+	$(BIN)/python -m tests.bench.bench_sources
 	$(BIN)/python -m tests.bench.bench_service
 	$(BIN)/python tests/bench/bench_apply.py
 

@@ -11,7 +11,7 @@ unreported. An object we cannot read is reported as an error and the audit goes 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -20,7 +20,10 @@ from webhook.core.config import Config
 from webhook.core.engine import Decision, Engine
 from webhook.core.errors import ObjectError
 from webhook.core.netpol import NetworkPolicy, parse_network_policy
+from webhook.core.sources import SourceKind
+from webhook.core.sources.base import SourcePolicy
 from webhook.core.state import ClusterState, NamespaceInfo, parse_namespace
+from webhook.discovery import DiscoveryError, served_source_kinds, why
 from webhook.errors import AuditError as AuditError  # re-exported: raised here
 from webhook.kubeclient import load_configuration
 from webhook.loading import CLUSTER, Manifest
@@ -48,11 +51,16 @@ PAGE_SIZE = 500
 
 
 def run_audit(config: Config, kubeconfig: str | None) -> CheckReport:
-    return audit_objects(config, dict(_list_all(kubeconfig)))
+    return audit_objects(config, dict(_list_all(kubeconfig)), list(_list_sources(kubeconfig, config.coverage_sources)))
 
 
-def audit_objects(config: Config, objects: Mapping[str, list[Mapping[str, Any]]]) -> CheckReport:
-    """Judge listed objects (kind -> raw items, as the API server returns them)."""
+def audit_objects(
+    config: Config, objects: Mapping[str, list[Mapping[str, Any]]],
+    sources: Iterable[tuple[SourceKind, list[Mapping[str, Any]]]] = (),
+) -> CheckReport:
+    """Judge listed objects (kind -> raw items, as the API server returns them), and the coverage-source
+    policies listed from the kinds the cluster serves."""
+    sources = list(sources)
     errors: dict[tuple[str, int], CheckResult] = {}  # (kind, index) of what could not be read
     namespaces: list[NamespaceInfo] = []
     for index, obj in enumerate(objects.get("Namespace", [])):
@@ -71,6 +79,22 @@ def audit_objects(config: Config, objects: Mapping[str, list[Mapping[str, Any]]]
             errors["NetworkPolicy", index] = _error(manifest, config, error)
     state = ClusterState()
     state.replace_all(namespaces, policies, unreadable)
+    found: dict[tuple[str, ...], SourcePolicy] = {}
+    source_errors: list[CheckResult] = []
+    typed_sources: list[Manifest] = []
+    for source_kind, items in sources:
+        for index, obj in enumerate(items):
+            manifest = Manifest(source=CLUSTER, document=index + 1,
+                                obj={**obj, "kind": source_kind.kind,
+                                     "apiVersion": f"{source_kind.group}/{source_kind.version}"})
+            try:
+                policy = source_kind.parse(manifest.obj, "default")
+            except ObjectError as error:
+                source_errors.append(_error(manifest, config, error))
+                continue
+            found.setdefault(policy.key, policy)
+            typed_sources.append(manifest)
+    state.replace_source_policies(found.values())
     engine = Engine(config)
     results: list[CheckResult] = []
     for kind, _, _ in LISTED:
@@ -91,7 +115,9 @@ def audit_objects(config: Config, objects: Mapping[str, list[Mapping[str, Any]]]
                 kept = tuple(v for v in result.decision.violations if v.rule != "protected-labels")
                 result = replace(result, decision=replace(result.decision, violations=kept))
             results.append(result)
-    return CheckReport(results)
+    for manifest in typed_sources:
+        results.append(judge_as_created(engine, state, manifest, "default"))
+    return CheckReport(results + source_errors)
 
 
 def _manifest(kind: str, index: int, obj: Mapping[str, Any]) -> Manifest:
@@ -144,3 +170,24 @@ def _list_all(kubeconfig: str | None) -> Iterator[tuple[str, list[Mapping[str, A
             if not token:
                 break
         yield kind, items
+
+
+def _list_sources(
+    kubeconfig: str | None, enabled: Iterable[str],
+) -> Iterator[tuple[SourceKind, list[Mapping[str, Any]]]]:
+    """Every policy of the enabled coverage-source kinds the cluster serves (none required)."""
+    from kubernetes import client
+
+    api = client.ApiClient(load_configuration(kubeconfig))
+    try:
+        kinds = served_source_kinds(api, enabled)
+    except DiscoveryError as error:
+        raise AuditError(str(error)) from None
+    for kind in kinds:
+        try:
+            response = client.CustomObjectsApi(api).list_cluster_custom_object(
+                kind.group, kind.version, kind.plural, _preload_content=False, _request_timeout=30)
+            body = json.loads(getattr(response, "data", b"{}"))
+        except Exception as error:
+            raise AuditError(f"cannot list {kind.kind}s ({kind.group}): {why(error)}") from None
+        yield kind, [item for item in body.get("items") or [] if isinstance(item, Mapping)]

@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from webhook.core.config import Config
 from webhook.core.engine import Decision, Engine, Request, User
 from webhook.core.errors import ObjectError
+from webhook.core.sources import source_kind_of
 from webhook.core.state import ClusterView
 from webhook.loading import InputError, Manifest, read_manifests, state_from_manifests
 
@@ -79,7 +80,7 @@ def run_check(
     manifests = [_as_created(m) for m in read_manifests(paths)]
     if not manifests:
         raise InputError(f"no Kubernetes objects found in {', '.join(paths) or 'the inputs'}")
-    state = state_from_manifests(manifests, default_namespace)
+    state = state_from_manifests(manifests, default_namespace, config.coverage_sources)
     engine = Engine(config, offline=True)
     requester = User(username=user, groups=frozenset(groups))
     results = []
@@ -102,7 +103,9 @@ def _as_created(manifest: Manifest) -> Manifest:
 def judge_as_created(engine: Engine, view: ClusterView, manifest: Manifest, default_namespace: str,
                      user: User | None = None) -> CheckResult:
     """One object judged as a CREATE, with per-pod isolation (check and audit). Raises ObjectError."""
-    namespace = "" if manifest.kind in CLUSTER_SCOPED_KINDS else manifest.namespace(default_namespace)
+    source = source_kind_of(manifest.obj)
+    cluster_scoped = manifest.kind in CLUSTER_SCOPED_KINDS if source is None else not source.namespaced
+    namespace = "" if cluster_scoped else manifest.namespace(default_namespace)
     request = Request(kind=manifest.kind, operation="CREATE", namespace=namespace, name=manifest.name,
                       object=manifest.obj, user=user or User())
     return CheckResult(manifest, namespace, engine.review(request, view, with_isolation=True))

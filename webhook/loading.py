@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 import sys
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -21,6 +21,8 @@ from webhook.core.config import Config, ConfigError, config_from_data
 from webhook.core.errors import ObjectError
 from webhook.core.netpol import NetworkPolicy, parse_network_policy
 from webhook.core.objects import name_of, namespace_of
+from webhook.core.sources import SOURCE_NAMES, group_of, source_kind_of
+from webhook.core.sources.base import SourcePolicy
 from webhook.core.state import ClusterState, NamespaceInfo, parse_namespace
 from webhook.errors import InputError as InputError  # re-exported: raised here
 
@@ -276,22 +278,34 @@ def _flatten(source: str, number: int, obj: Mapping[str, Any], path: str, depth:
     yield Manifest(source, number, obj, path or None)
 
 
-def state_from_manifests(manifests: Iterable[Manifest], default_namespace: str = "default") -> ClusterState:
-    """A cluster holding the Namespaces and NetworkPolicies among `manifests` (later ones win)."""
+def state_from_manifests(
+    manifests: Iterable[Manifest], default_namespace: str = "default", sources: Collection[str] = SOURCE_NAMES,
+) -> ClusterState:
+    """A cluster holding the Namespaces, NetworkPolicies and the coverage-source policies of the enabled
+    `sources` among `manifests` (later ones win)."""
     namespaces: dict[str, NamespaceInfo] = {}
     policies: dict[tuple[str, str], NetworkPolicy] = {}
+    others: dict[tuple[str, ...], SourcePolicy] = {}
     for manifest in manifests:
         try:
-            if manifest.kind == "Namespace":
+            source = source_kind_of(manifest.obj)
+            if source is not None:
+                if source.source in sources:
+                    other = source.parse(manifest.obj, manifest.namespace(default_namespace))
+                    others[other.key] = other
+            elif manifest.kind == "Namespace":
                 info = parse_namespace(manifest.obj)
                 namespaces[info.name] = info
-            elif manifest.kind == "NetworkPolicy":
+            elif manifest.kind == "NetworkPolicy" and group_of(manifest.obj.get("apiVersion")) in (
+                    "networking.k8s.io", ""):
                 policy = parse_network_policy(manifest.obj, manifest.namespace(default_namespace))
                 policies[(policy.namespace, policy.name)] = policy
         except ObjectError as error:
             raise InputError(f"{manifest.where}: {manifest.kind} {manifest.name}: {error}") from None
     state = ClusterState()
     state.replace_all(namespaces.values(), policies.values())
+    if others:
+        state.replace_source_policies(others.values())
     return state
 
 

@@ -280,7 +280,17 @@ def test_service_account_rules_are_exactly_read_only_namespaces_and_policies(clu
         if match and not match.group(1).startswith("["):
             granted[match.group(1)] = match.group(2)
     ours = {k: v for k, v in granted.items() if not k.startswith("selfsubject")}
-    assert ours == {"namespaces": "get list watch", "networkpolicies.networking.k8s.io": "get list watch"}
+    read = "get list watch"
+    coverage_sources = {  # cluster-wide and CNI policies that give coverage (read only where served)
+        f"{resource}.{group}": read for group, resources in (
+            ("policy.networking.k8s.io", ("clusternetworkpolicies", "adminnetworkpolicies",
+                                          "baselineadminnetworkpolicies")),
+            ("projectcalico.org", ("globalnetworkpolicies", "networkpolicies")),
+            ("crd.projectcalico.org", ("globalnetworkpolicies", "networkpolicies")),
+            ("cilium.io", ("ciliumnetworkpolicies", "ciliumclusterwidenetworkpolicies")),
+        ) for resource in resources
+    }
+    assert ours == {"namespaces": read, "networkpolicies.networking.k8s.io": read, **coverage_sources}
 
 
 def test_audit_mode_everywhere_admits_with_warnings(cluster: ControlPlane, webhook: Webhook) -> None:

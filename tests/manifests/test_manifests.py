@@ -145,6 +145,15 @@ def test_namespace_enforces_restricted_pod_security(rendered: tuple[Obj, ...]) -
 # --- RBAC ------------------------------------------------------------------------------------------------
 
 
+SOURCE_RESOURCES = (
+    ("policy.networking.k8s.io", "clusternetworkpolicies"), ("policy.networking.k8s.io", "adminnetworkpolicies"),
+    ("policy.networking.k8s.io", "baselineadminnetworkpolicies"),
+    ("projectcalico.org", "globalnetworkpolicies"), ("projectcalico.org", "networkpolicies"),
+    ("crd.projectcalico.org", "globalnetworkpolicies"), ("crd.projectcalico.org", "networkpolicies"),
+    ("cilium.io", "ciliumnetworkpolicies"), ("cilium.io", "ciliumclusterwidenetworkpolicies"),
+)
+
+
 def test_cluster_role_is_read_only_on_namespaces_and_networkpolicies(rendered: tuple[Obj, ...]) -> None:
     rules = _one(rendered, "ClusterRole")["rules"]
     granted = sorted((group, resource, verb)
@@ -153,7 +162,8 @@ def test_cluster_role_is_read_only_on_namespaces_and_networkpolicies(rendered: t
                      for resource in rule["resources"]
                      for verb in rule["verbs"])
     assert granted == sorted((group, resource, verb)
-                             for group, resource in (("", "namespaces"), ("networking.k8s.io", "networkpolicies"))
+                             for group, resource in (("", "namespaces"), ("networking.k8s.io", "networkpolicies"),
+                                                     *SOURCE_RESOURCES)
                              for verb in ("get", "list", "watch"))
     assert all(set(rule) <= {"apiGroups", "resources", "verbs"} for rule in rules)  # no resourceNames tricks
 
@@ -179,7 +189,8 @@ def test_webhook_settings(rendered: tuple[Obj, ...], overlay: str) -> None:
         assert webhook["admissionReviewVersions"] == ["v1"]
         assert webhook["sideEffects"] == "None"
         assert webhook["matchPolicy"] == "Equivalent"
-        assert webhook["timeoutSeconds"] == 3
+        # The cluster-wide policies' webhook checks every namespace on a (rare) change: more time.
+        assert webhook["timeoutSeconds"] == (10 if name == "coverage-sources.netpol-guard.io" else 3)
         assert webhook["failurePolicy"] == OVERLAYS[overlay]
         assert webhook["clientConfig"]["service"] == {"namespace": NAMESPACE, "name": "netpol-guard",
                                                       "path": "/validate", "port": 443}
@@ -194,6 +205,7 @@ def _judged(webhooks: list[Obj]) -> dict[tuple[str, str], set[str]]:
     for webhook in webhooks:
         for rule in webhook["rules"]:
             assert rule["apiVersions"] in (["v1"], ["*"])
+            assert rule["apiVersions"] == ["v1"] or rule["apiGroups"] != [""]
             for group in rule["apiGroups"]:
                 for resource in rule["resources"]:
                     judged.setdefault((group, resource), set()).update(rule["operations"])
@@ -213,6 +225,7 @@ def test_webhook_rules_cover_exactly_the_judged_resources(rendered: tuple[Obj, .
         ("batch", "cronjobs"): create_update,
         ("networking.k8s.io", "networkpolicies"): {"CREATE", "UPDATE", "DELETE"},
         ("", "namespaces"): create_update,
+        **{source: {"CREATE", "UPDATE", "DELETE"} for source in SOURCE_RESOURCES},
         # Label changes made through status are kept by the API server; finalize (deletion) is never sent.
         ("", "namespaces/status"): {"UPDATE"},
     }
@@ -243,6 +256,10 @@ def _sends(webhook: Obj, namespace: str) -> bool:
     against that Namespace's own labels.
     """
     labels = _namespace_labels(namespace)
+    scopes = {rule.get("scope") for rule in webhook["rules"]}
+    resources = {resource for rule in webhook["rules"] for resource in rule["resources"]}
+    if scopes == {"Cluster"} and "namespaces" not in resources:
+        return False  # cluster-scoped objects only: nothing in any namespace is sent
     return _selects(webhook.get("namespaceSelector"), labels) and _selects(webhook.get("objectSelector"), labels)
 
 
@@ -255,7 +272,14 @@ def test_webhooks_never_send_system_or_own_namespaces(rendered: tuple[Obj, ...],
 @pytest.mark.parametrize("namespace", ["default", "team-a", "kube-systemx"])
 def test_webhooks_send_other_namespaces(rendered: tuple[Obj, ...], namespace: str) -> None:
     for webhook in _webhooks(rendered):
-        assert _sends(webhook, namespace), (webhook["name"], namespace)
+        if webhook["name"] != "coverage-sources.netpol-guard.io":
+            assert _sends(webhook, namespace), (webhook["name"], namespace)
+
+
+def test_cluster_wide_sources_have_their_own_cluster_scoped_webhook(rendered: tuple[Obj, ...]) -> None:
+    (webhook,) = [w for w in _webhooks(rendered) if w["name"] == "coverage-sources.netpol-guard.io"]
+    assert {rule["scope"] for rule in webhook["rules"]} == {"Cluster"}
+    assert "namespaceSelector" not in webhook and "objectSelector" not in webhook
 
 
 def test_namespaced_webhook_excludes_by_namespace_name_only(rendered: tuple[Obj, ...]) -> None:
@@ -277,6 +301,8 @@ def test_namespace_objects_go_to_their_own_webhook(rendered: tuple[Obj, ...]) ->
         if "namespaces" in resources:
             assert resources == {"namespaces", "namespaces/status"} and scopes == {"Cluster"}
             assert "objectSelector" in webhook  # matched on the old and the new object on UPDATE
+        elif webhook["name"] == "coverage-sources.netpol-guard.io":
+            assert scopes == {"Cluster"}
         else:
             assert scopes == {"Namespaced"}
             assert "namespaceSelector" in webhook

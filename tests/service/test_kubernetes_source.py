@@ -36,11 +36,15 @@ class FakeAPI:
         self.policies: dict[tuple[str, str], dict[str, Any]] = {}
         self.live_policies: dict[str, list[dict[str, Any]]] = {}  # what live reads see, when set
         self.fail_live: set[str] = set()
-        self.events: dict[str, queue.Queue[dict[str, Any]]] = {"ns": queue.Queue(), "np": queue.Queue()}
+        self.events: dict[str, queue.Queue[dict[str, Any]]] = {
+            "ns": queue.Queue(), "np": queue.Queue(), "custom": queue.Queue()}
         self.live_reads = 0
-        self.lists = {"ns": 0, "np": 0}
+        self.requests: list[str] = []  # every path asked for
+        self.lists = {"ns": 0, "np": 0, "custom": 0}
         self.version = 100
         self.stopping = threading.Event()
+        # Custom resources: (group, version) -> plural -> items; served only once added (a CRD installed later).
+        self.custom: dict[tuple[str, str], dict[str, list[dict[str, Any]]]] = {}
         api = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -52,8 +56,25 @@ class FakeAPI:
             def do_GET(self) -> None:
                 url = urlparse(self.path)
                 query = parse_qs(url.query)
-                path = url.path
-                if path == "/api/v1/namespaces":
+                path = url.path.rstrip("/") or "/"
+                api.requests.append(path)
+                if path == "/apis":
+                    groups = [{"name": g, "versions": [{"groupVersion": f"{g}/{v}", "version": v}]}
+                              for g, v in api.custom]
+                    self.reply(200, {"kind": "APIGroupList", "groups": groups})
+                elif path.count("/") == 3 and tuple(path.split("/")[2:]) in api.custom:
+                    group, version = path.split("/")[2:]
+                    self.reply(200, {"kind": "APIResourceList", "groupVersion": f"{group}/{version}", "resources": [
+                        {"name": plural, "namespaced": False, "kind": "X", "verbs": ["list", "watch"]}
+                        for plural in api.custom[(group, version)]]})
+                elif path.count("/") == 4 and tuple(path.split("/")[2:4]) in api.custom:
+                    group, version, plural = path.split("/")[2:]
+                    if query.get("watch") == ["true"]:
+                        self.collection("custom", query, [])
+                    else:
+                        self.reply(200, {"metadata": {"resourceVersion": str(api.version)},
+                                         "items": api.custom[(group, version)].get(plural, [])})
+                elif path == "/api/v1/namespaces":
                     self.collection("ns", query, list(api.namespaces.values()))
                 elif path == f"{NETPOL}/networkpolicies":
                     self.collection("np", query, list(api.policies.values()))
@@ -139,7 +160,8 @@ def unreadable(ns: str) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def fake() -> Iterator[FakeAPI]:
     api = FakeAPI()
-    for name in ("covered", "bare", "racing", "broken", "late", "relisted", "odd", "oddbare"):
+    for name in ("covered", "bare", "racing", "broken", "late", "relisted", "odd", "oddbare", "cluster-wide",
+                 "confirmed"):
         api.add_namespace(namespace(name))
     api.add_policy(deny_all("covered"))
     # Stored by the API server, unreadable to us (not an IANA service name): kept by name, never hiding the rest.
@@ -156,7 +178,7 @@ def fake() -> Iterator[FakeAPI]:
 def server(fake: FakeAPI, tmp_path_factory: pytest.TempPathFactory,
            certs: tuple[Path, Path]) -> Iterator[ServerProcess]:
     workdir = tmp_path_factory.mktemp("kube")
-    process = ServerProcess(workdir, state=None, cert_dir=certs[0],
+    process = ServerProcess(workdir, state=None, cert_dir=certs[0], config={"server": {"sourceDiscoverySeconds": 0.5}},
                             extra_args=["--kubeconfig", str(fake.kubeconfig(workdir / "kubeconfig"))])
     process.start(certs[1])
     yield process
@@ -181,7 +203,7 @@ def test_synced_from_list(client: httpx.Client) -> None:
     assert client.get("/readyz").text == "ok"
     metrics = client.get("/metrics").text
     assert "netpol_guard_cache_synced 1.0" in metrics
-    assert 'netpol_guard_cache_objects{kind="Namespace"} 8.0' in metrics
+    assert 'netpol_guard_cache_objects{kind="Namespace"} 10.0' in metrics
     assert 'netpol_guard_cache_objects{kind="NetworkPolicy"} 2.0' in metrics
     assert 'netpol_guard_cache_unreadable_objects{kind="NetworkPolicy"} 2.0' in metrics
 
@@ -255,3 +277,44 @@ def test_an_unreadable_policy_never_hides_the_rest_of_its_namespace(client: http
     delete = client.post("/validate", json=review("NetworkPolicy", None, operation="DELETE",
                                                   old=unreadable("oddbare"))).json()["response"]
     assert delete["allowed"] is True
+
+
+def test_a_coverage_source_installed_later_is_discovered_and_watched(client: httpx.Client, fake: FakeAPI) -> None:
+    fake.fail_live.add("cluster-wide")  # an allow can only come from the watched cache
+    assert decide(client, "cluster-wide")["allowed"] is False
+    baseline = {"apiVersion": "policy.networking.k8s.io/v1alpha2", "kind": "ClusterNetworkPolicy",
+                "metadata": {"name": "baseline-deny", "resourceVersion": "1"},
+                "spec": {"tier": "Baseline", "priority": 100, "subject": {"namespaces": {}},
+                         "ingress": [{"action": "Deny", "from": [{"namespaces": {}}]}],
+                         "egress": [{"action": "Deny", "to": [{"networks": ["0.0.0.0/0", "::/0"]}]}]}}
+    fake.custom[("policy.networking.k8s.io", "v1alpha2")] = {"clusternetworkpolicies": [baseline]}
+    assert wait_allowed(client, "cluster-wide")
+    assert client.get("/readyz").text == "ok"
+    # The CRD goes away: its policies stop counting.
+    del fake.custom[("policy.networking.k8s.io", "v1alpha2")]
+    deadline = time.monotonic() + 8
+    while decide(client, "cluster-wide")["allowed"] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert decide(client, "cluster-wide")["allowed"] is False
+
+
+def test_the_live_confirm_reads_cluster_wide_policies_too(client: httpx.Client, fake: FakeAPI) -> None:
+    group = ("policy.networking.k8s.io", "v1alpha2")
+    seen = len(fake.requests)
+    fake.custom[group] = {"clusternetworkpolicies": []}
+    deadline = time.monotonic() + 8  # discovery finds the kind (with nothing in it) and lists it
+    listing = "/apis/policy.networking.k8s.io/v1alpha2/clusternetworkpolicies"
+    while listing not in fake.requests[seen:]:
+        assert time.monotonic() < deadline, "the kind was never listed"
+        time.sleep(0.1)
+    policy = {"apiVersion": "policy.networking.k8s.io/v1alpha2", "kind": "ClusterNetworkPolicy",
+              "metadata": {"name": "confirmed-deny"},
+              "spec": {"tier": "Admin", "priority": 1,
+                       "subject": {"namespaces": {"matchLabels": {"kubernetes.io/metadata.name": "confirmed"}}},
+                       "ingress": [{"action": "Deny", "from": [{"namespaces": {}}]}],
+                       "egress": [{"action": "Deny", "to": [{"networks": ["0.0.0.0/0", "::/0"]}]}]}}
+    fake.custom[group]["clusternetworkpolicies"].append(policy)  # never sent as a watch event
+    reads = fake.live_reads
+    assert decide(client, "confirmed")["allowed"] is True
+    assert fake.live_reads == reads + 1
+    del fake.custom[group]

@@ -8,17 +8,23 @@ Two sources behind one protocol (`ClusterSource`, in `source`):
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from webhook.cluster.reflector import KubernetesSource
 from webhook.cluster.source import ClusterSource, LiveNamespace
 from webhook.cluster.static import StaticSource
+from webhook.core.sources import SOURCE_NAMES
 from webhook.errors import LiveReadError, SourceError
 
 __all__ = ["ClusterSource", "KubernetesSource", "LiveNamespace", "LiveReadError", "SourceError", "StaticSource",
            "make_source"]
 
 
-def make_source(state_dir: str | None, kubeconfig: str | None) -> ClusterSource:
-    """`--state DIR` wins; otherwise the API server."""
+def make_source(
+    state_dir: str | None, kubeconfig: str | None, sources: Collection[str] = SOURCE_NAMES,
+    discovery_seconds: float = 30.0,
+) -> ClusterSource:
+    """`--state DIR` wins; otherwise the API server. `sources`: the enabled coverage sources."""
     if state_dir is not None:
-        return StaticSource(state_dir)
-    return KubernetesSource(kubeconfig)
+        return StaticSource(state_dir, sources)
+    return KubernetesSource(kubeconfig, sources, discovery_seconds)

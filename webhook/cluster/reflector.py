@@ -1,7 +1,10 @@
 """`KubernetesSource`: the cluster-state cache kept by list+watch of the API server.
 
-A reflector per kind (Namespaces, networking.k8s.io/v1 NetworkPolicies in all namespaces)
-in background threads, plus `live_namespace` for the confirm-before-deny read.
+A reflector per kind (Namespaces, networking.k8s.io/v1 NetworkPolicies in all namespaces,
+and each enabled coverage-source kind the cluster serves: found by API discovery at start and
+every `server.sourceDiscoverySeconds`, so a CRD installed later is picked up and one removed
+is dropped; none is required) in background threads, plus `live_namespace` for the
+confirm-before-deny read (which re-reads the watched source kinds too).
 
 The reflector is deliberately small and explicit rather than `kubernetes.informer`: list, then
 watch from the list's resourceVersion (with bookmarks, so a quiet watch can resume without a
@@ -21,13 +24,17 @@ import random
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
+from functools import partial
 from typing import Any
 
 from webhook.cluster.source import LiveNamespace
 from webhook.core.errors import ObjectError
 from webhook.core.netpol import NetworkPolicy, parse_network_policy
+from webhook.core.sources import SOURCE_NAMES, SourceKind
+from webhook.core.sources.base import SourcePolicy
 from webhook.core.state import ClusterState, NamespaceInfo, parse_namespace
+from webhook.discovery import DiscoveryError, served_source_kinds
 from webhook.errors import KubeConfigError, LiveReadError, SourceError
 from webhook.kubeclient import load_configuration
 
@@ -55,6 +62,7 @@ class _Reflector:
         self.list_call = list_call  # the client's list method; with watch=True it streams events
         self.synced = False
         self.last_error: str | None = None
+        self.stopping = threading.Event()  # set by the source on stop, or when the kind is no longer served
         self._response: Any = None
         self.thread = threading.Thread(target=self._run, name=f"reflector-{kind}", daemon=True)
 
@@ -62,7 +70,7 @@ class _Reflector:
     def _run(self) -> None:
         backoff = BACKOFF_START
         resource_version: str | None = None
-        stop = self.source.stopping
+        stop = self.stopping
         while not stop.is_set():
             try:
                 if resource_version is None:
@@ -115,7 +123,7 @@ class _Reflector:
         self.source.touch()
         try:
             for line in _lines(response):
-                if self.source.stopping.is_set():
+                if self.stopping.is_set():
                     break
                 event = json.loads(line)
                 resource_version = self._apply(event, resource_version)
@@ -224,12 +232,45 @@ class _Reflector:
 
     def interrupt(self) -> None:
         """Unblock a thread waiting in a watch read (closing from another thread can hang on the SSL lock)."""
+        self.stopping.set()
         response = self._response
         connection = getattr(response, "connection", None) if response is not None else None
         sock = getattr(connection, "sock", None) if connection is not None else None
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
+
+
+class _SourceReflector(_Reflector):
+    """List+watch of one coverage-source kind (a custom resource, all namespaces) into the state."""
+
+    def __init__(self, source: KubernetesSource, kind: SourceKind, list_call: Callable[..., Any]) -> None:
+        super().__init__(source, f"{kind.kind}.{kind.group}", list_call)
+        self.source_kind = kind
+
+    def _read(self, obj: Mapping[str, Any]) -> SourcePolicy:
+        return self.source_kind.parse(obj, _namespace_of(obj))
+
+    def _set(self, obj: Mapping[str, Any]) -> None:
+        policy = self._read(obj)
+        with self.source.write_lock:
+            self.source.state.set_source_policy(policy)
+
+    def _delete(self, obj: Mapping[str, Any]) -> None:
+        policy = self._read(obj)  # a DELETED event carries the object's last state
+        with self.source.write_lock:
+            self.source.state.remove_source_policy(policy.key)
+
+    def _replace(self, items: list[Any]) -> None:
+        policies = [p for p in (self._parse(item, self._read) for item in items) if p is not None]
+        with self.source.write_lock:
+            self.source.state.replace_source_policies(policies, kinds=[self.source_kind.kind])
+
+    def retire(self) -> None:
+        """The kind is no longer served (its CRD was deleted): stop watching and forget its policies."""
+        self.interrupt()
+        with self.source.write_lock:
+            self.source.state.replace_source_policies([], kinds=[self.source_kind.kind])
 
 
 def _namespace_of(obj: Mapping[str, Any]) -> str:
@@ -259,7 +300,9 @@ class KubernetesSource:
 
     live = True
 
-    def __init__(self, kubeconfig: str | None) -> None:
+    def __init__(
+        self, kubeconfig: str | None, sources: Collection[str] = SOURCE_NAMES, discovery_seconds: float = 30.0,
+    ) -> None:
         from kubernetes import client  # imported here: --state mode never needs the client
 
         try:
@@ -280,22 +323,65 @@ class KubernetesSource:
             _Reflector(self, "NetworkPolicy",
                        client.NetworkingV1Api(self.api_client).list_network_policy_for_all_namespaces),
         ]
+        # Coverage sources: found by discovery; the first discovery and its first lists gate readiness.
+        self._enabled = tuple(sources)
+        self._discovery_seconds = discovery_seconds
+        self._watched: dict[tuple[str, str], _SourceReflector] = {}
+        self._discovered = not any(s in self._enabled for s in SOURCE_NAMES[1:])
+        self._discovery_error: str | None = None
+        self._initial: list[_SourceReflector] = []
+        self._custom = client.CustomObjectsApi(self.api_client)
+        self._live_custom = client.CustomObjectsApi(self._live_client)
+        self._discovery = threading.Thread(target=self._discover_loop, name="discovery", daemon=True)
 
     @property
     def synced(self) -> bool:
-        return all(r.synced for r in self._reflectors)
+        return self._discovered and all(r.synced for r in (*self._reflectors, *self._initial))
 
     def not_ready_reason(self) -> str | None:
-        waiting = [r for r in self._reflectors if not r.synced]
-        if not waiting:
-            return None
+        waiting = [r for r in (*self._reflectors, *self._initial) if not r.synced]
         parts = [f"{r.kind}s not listed yet" + (f" (last error: {r.last_error})" if r.last_error else "")
                  for r in waiting]
-        return "cluster cache not synced: " + "; ".join(parts)
+        if not self._discovered:
+            parts.append("coverage-source APIs not discovered yet"
+                         + (f" (last error: {self._discovery_error})" if self._discovery_error else ""))
+        return "cluster cache not synced: " + "; ".join(parts) if parts else None
 
     def synced_after(self, reflector: _Reflector) -> bool:
         """Whether the cache is complete once `reflector` has finished its first list."""
-        return all(r.synced or r is reflector for r in self._reflectors)
+        return self._discovered and all(r.synced or r is reflector for r in (*self._reflectors, *self._initial))
+
+    def watched_source_kinds(self) -> list[SourceKind]:
+        return [r.source_kind for r in list(self._watched.values())]
+
+    def _discover_loop(self) -> None:
+        """Discovery at start, then every `discovery_seconds`: watch what appeared, drop what went away."""
+        backoff = BACKOFF_START
+        while not self.stopping.is_set():
+            try:
+                served = {(k.group, k.kind): k for k in served_source_kinds(self.api_client, self._enabled)}
+            except DiscoveryError as error:
+                self._discovery_error = str(error)
+                log.warning("coverage-source discovery failed, retrying in %.1fs: %s", backoff, error)
+                self.stopping.wait(backoff * (0.5 + random.random()))
+                backoff = min(backoff * 2, BACKOFF_MAX)
+                continue
+            backoff = BACKOFF_START
+            self._discovery_error = None
+            for key in [k for k in self._watched if k not in served]:
+                log.info("%s.%s is no longer served: not watching it", key[1], key[0])
+                self._watched.pop(key).retire()
+            for key, kind in served.items():
+                if key not in self._watched:
+                    reflector = _SourceReflector(self, kind, partial(
+                        self._custom.list_cluster_custom_object, kind.group, kind.version, kind.plural))
+                    log.info("watching %s.%s/%s", kind.kind, kind.group, kind.version)
+                    self._watched[key] = reflector
+                    if not self._discovered:
+                        self._initial.append(reflector)
+                    reflector.thread.start()
+            self._discovered = True
+            self.stopping.wait(self._discovery_seconds)
 
     def touch(self) -> None:
         self._last_update = time.monotonic()
@@ -306,12 +392,15 @@ class KubernetesSource:
     def start(self) -> None:
         for reflector in self._reflectors:
             reflector.thread.start()
+        if not self._discovered:
+            self._discovery.start()
 
     def stop(self) -> None:
         self.stopping.set()
-        for reflector in self._reflectors:
+        reflectors = [*self._reflectors, *list(self._watched.values())]
+        for reflector in reflectors:
             reflector.interrupt()
-        for reflector in self._reflectors:
+        for reflector in reflectors:
             if reflector.thread.is_alive():
                 reflector.thread.join(timeout=2.0)
 
@@ -332,6 +421,7 @@ class KubernetesSource:
                 namespace, _preload_content=False, _request_timeout=LIVE_READ_TIMEOUT
             )
             items = json.loads(listing.data).get("items") or []
+            sources = self._live_sources(namespace)
         except Exception as error:
             raise LiveReadError(f"live read of namespace {namespace} failed: {_short(error)}") from None
         # A policy we cannot read never hides the rest of the namespace: judge on the readable ones, name it.
@@ -346,12 +436,37 @@ class KubernetesSource:
                 metadata = item.get("metadata") or {}
                 unreadable[str(metadata.get("name", "")) if isinstance(metadata, Mapping) else ""] = str(error)
         with self.write_lock:
+            for kind, found in sources:
+                if not kind.namespaced:
+                    self.state.replace_source_policies(found, kinds=[kind.kind])
+            self.state.replace_namespace_sources(
+                namespace, [p for kind, found in sources if kind.namespaced for p in found])
             self.state.replace_policies(namespace, policies, unreadable)
             if info is not None:
                 self.state.set_namespace(info)
             else:
                 self.state.remove_namespace(namespace)
         return LiveNamespace(info, policies, unreadable)
+
+    def _live_sources(self, namespace: str) -> list[tuple[SourceKind, list[SourcePolicy]]]:
+        """The watched coverage-source kinds read live: cluster-scoped ones whole, namespaced ones in `namespace`."""
+        read: list[tuple[SourceKind, list[SourcePolicy]]] = []
+        for kind in self.watched_source_kinds():
+            if kind.namespaced:
+                listing: Any = self._live_custom.list_namespaced_custom_object(
+                    kind.group, kind.version, namespace, kind.plural,
+                    _preload_content=False, _request_timeout=LIVE_READ_TIMEOUT)
+            else:
+                listing = self._live_custom.list_cluster_custom_object(
+                    kind.group, kind.version, kind.plural,
+                    _preload_content=False, _request_timeout=LIVE_READ_TIMEOUT)
+            found: list[SourcePolicy] = []
+            for item in json.loads(listing.data).get("items") or []:
+                if isinstance(item, Mapping):
+                    with contextlib.suppress(ObjectError):  # unreadable: skipped, as the watch skips it
+                        found.append(kind.parse(item, namespace))
+            read.append((kind, found))
+        return read
 
 
 def _short(error: BaseException) -> str:

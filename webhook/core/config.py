@@ -18,6 +18,7 @@ from webhook.core.errors import ConfigError as ConfigError  # re-exported: raise
 from webhook.core.errors import ObjectError
 from webhook.core.netpol import parse_port_value
 from webhook.core.selectors import LabelSelector, parse_selector
+from webhook.core.sources import NETWORK_POLICY, SOURCE_NAMES
 
 Mode = Literal["enforce", "audit"]
 Action = Literal["enforce", "warn", "off"]
@@ -250,11 +251,15 @@ class ServerSettings(_Strict):
     max_body_bytes: int = Field(default=3 * 1024 * 1024, ge=1024, alias="maxBodyBytes")
     # Seconds between re-reads of the certificate files (rotation without restart).
     cert_reload_seconds: float = Field(default=10.0, gt=0, alias="certReloadSeconds")
+    # Seconds between API discoveries of the coverage-source kinds (a CRD installed later is picked up).
+    source_discovery_seconds: float = Field(default=30.0, gt=0, alias="sourceDiscoverySeconds")
 
 
 class Config(_Strict):
     mode: Mode = "enforce"
     coverage: Literal["namespace", "pod"] = "namespace"
+    # Which kinds give deny-all coverage besides networking.k8s.io NetworkPolicy (always on); default: all.
+    coverage_sources: list[str] = Field(default_factory=lambda: list(SOURCE_NAMES), alias="coverageSources")
     # netpol-guard's own namespace: always exempt, so the webhook can never lock itself out.
     namespace: str = "netpol-guard"
     fail_closed: bool = Field(default=True, alias="failClosed")
@@ -262,6 +267,16 @@ class Config(_Strict):
     mode_overrides: list[ModeOverride] = Field(default_factory=list, alias="modeOverrides")
     rules: Rules = Field(default_factory=Rules)
     server: ServerSettings = Field(default_factory=ServerSettings)
+
+    @field_validator("coverage_sources")
+    @classmethod
+    def _known_sources(cls, values: list[str]) -> list[str]:
+        unknown = [v for v in values if v not in SOURCE_NAMES]
+        if unknown:
+            raise ValueError(f"unknown coverage source(s) {', '.join(unknown)}; known: {', '.join(SOURCE_NAMES)}")
+        if NETWORK_POLICY not in values:
+            raise ValueError(f"{NETWORK_POLICY} must be listed: NetworkPolicy coverage is always counted")
+        return values
 
     def exempt_namespace_names(self) -> frozenset[str]:
         return frozenset(SYSTEM_NAMESPACES) | {self.namespace} | set(self.exemptions.namespaces)

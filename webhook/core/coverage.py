@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from webhook.core.netpol import DIRECTIONS, Direction, NetworkPolicy
+from webhook.core.sources.base import SourceCoverage
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +21,8 @@ class Isolation:
 
     ingress_by: tuple[str, ...] = ()
     egress_by: tuple[str, ...] = ()
+    # Cluster-wide or CNI policies seen for the uncovered directions that do not count, "Kind name: why".
+    not_counting: tuple[str, ...] = ()
 
     @property
     def ingress(self) -> bool:
@@ -67,3 +70,14 @@ def namespace_coverage(policies: Iterable[NetworkPolicy]) -> Isolation:
     Allow rules inside those policies do not remove coverage; the rules judge them.
     """
     return isolation_of({}, (p for p in policies if p.selects_all_pods))
+
+
+def with_sources(isolation: Isolation, sources: SourceCoverage) -> Isolation:
+    """NetworkPolicy isolation plus what the other coverage sources deny (policies are additive)."""
+    if not (sources.ingress_by or sources.egress_by or sources.not_counting):
+        return isolation
+    combined = Isolation(isolation.ingress_by + sources.ingress_by, isolation.egress_by + sources.egress_by)
+    missing = combined.missing
+    # Only what was seen for a direction still uncovered is worth saying.
+    reasons = tuple(dict.fromkeys(text for direction, text in sources.not_counting if direction in missing))
+    return Isolation(combined.ingress_by, combined.egress_by, reasons)

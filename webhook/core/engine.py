@@ -14,18 +14,21 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from webhook.core.config import SYSTEM_NAMESPACES, Config, Mode
-from webhook.core.coverage import NOT_ISOLATED, Isolation, isolation_of, namespace_coverage
+from webhook.core.coverage import NOT_ISOLATED, Isolation, isolation_of, namespace_coverage, with_sources
 from webhook.core.errors import ObjectError
 from webhook.core.netpol import NetworkPolicy, parse_network_policy
 from webhook.core.objects import NAME_LABEL, check_metadata, labels_of, name_of
 from webhook.core.rules import CATALOGUE, Finding, Violation, normalised_cidr_notes, policy_findings
 from webhook.core.selectors import LabelSelector
-from webhook.core.state import ClusterView
+from webhook.core.sources import SOURCE_KINDS, SourceKind, group_of, source_kind
+from webhook.core.sources.base import SourcePolicy, compose
+from webhook.core.state import ClusterView, namespace_or_default
 from webhook.core.workloads import TEMPLATE_PATHS, WORKLOAD_KINDS, PodTemplate, pod_template
 
 Operation = Literal["CREATE", "UPDATE", "DELETE", "CONNECT"]
 __all__ = ["JUDGED_KINDS", "Decision", "Engine", "Operation", "Request", "User", "Violation", "default_deny_json"]
-JUDGED_KINDS = WORKLOAD_KINDS | {"NetworkPolicy", "Namespace"}
+JUDGED_KINDS = WORKLOAD_KINDS | {"NetworkPolicy", "Namespace"} | {k.kind for k in SOURCE_KINDS}
+MAX_NAMED_NAMESPACES = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +49,7 @@ class Request:
     old_object: Mapping[str, Any] | None = None
     user: User = User()
     dry_run: bool = False
+    group: str = ""  # the object's API group; "" means "read it from the object's apiVersion"
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,10 +130,14 @@ class Engine:
         """Judge one request. Raises ObjectError when the object is malformed."""
         obj = request.old_object if request.operation == "DELETE" else request.object
         namespace = request.name if request.kind == "Namespace" else request.namespace
+        source = self._source_kind(request, obj)
+        if source is not None and not source.namespaced:
+            namespace = ""
         # Mode overrides and the label exemption read namespace labels; a Namespace request is judged on
         # neither (labels = None): protected-labels guards those very labels, so a namespace in audit mode
         # or exempt by label must not be able to weaken its own guard.
-        labels = None if request.kind == "Namespace" else self._namespace_labels(view, namespace)
+        cluster_scoped = request.kind == "Namespace" or (source is not None and not source.namespaced)
+        labels = None if cluster_scoped else self._namespace_labels(view, namespace)
         mode = self.config.mode if labels is None else self.mode_for_namespace(labels)
         ref = f"{request.kind} {_object_name(request, obj)}"
         if obj is None and request.kind == "NetworkPolicy" and request.operation == "DELETE":
@@ -148,7 +156,7 @@ class Engine:
         isolation = None
         if with_isolation and template is not None:
             isolation = (
-                NOT_ISOLATED if template.host_network else isolation_of(template.labels, view.policies(namespace))
+                NOT_ISOLATED if template.host_network else self._pod_isolation(view, namespace, template.labels)
             )
 
         exempt = self._exemption(request, namespace, obj, labels)
@@ -159,6 +167,8 @@ class Engine:
         context = _Context(request=request, namespace=namespace, mode=mode, ref=ref)
         if template is not None:
             self._judge_workload(context, template, view)
+        elif source is not None:
+            self._judge_source_policy(context, view, source)
         elif request.kind == "NetworkPolicy":
             self._judge_network_policy(context, view)
         else:
@@ -171,6 +181,25 @@ class Engine:
             violations=violations, isolation=isolation,
             confirm_namespace=namespace if denies_on_policies else None, notes=tuple(context.notes),
         )
+
+    @staticmethod
+    def _source_kind(request: Request, obj: Mapping[str, Any] | None) -> SourceKind | None:
+        """The coverage-source kind of the request's object, None for NetworkPolicy and every other kind."""
+        group = request.group or (group_of(obj.get("apiVersion")) if isinstance(obj, Mapping) else "")
+        if group:
+            return source_kind(group, request.kind)
+        if request.kind == "NetworkPolicy":
+            return None  # no group anywhere: networking.k8s.io, as before
+        return next((k for k in SOURCE_KINDS if k.kind == request.kind), None)
+
+    @staticmethod
+    def _pod_isolation(view: ClusterView, namespace: str, labels: Mapping[str, str]) -> Isolation:
+        """Real isolation of one pod: its namespace's NetworkPolicies plus the other coverage sources."""
+        isolation = isolation_of(labels, view.policies(namespace))
+        sources = view.source_policies(namespace)
+        if not sources:
+            return isolation
+        return with_sources(isolation, compose(namespace_or_default(view, namespace), sources, labels))
 
     def uncovered_namespaces(self, view: ClusterView) -> list[tuple[str, Mode]]:
         """(namespace, mode) of every namespace the rules apply to that lacks namespace-wide deny-all coverage.
@@ -259,7 +288,7 @@ class Engine:
                 context.findings.append(_namespace_coverage_finding(context, coverage, view))
                 context.confirm = True
         else:
-            isolation = isolation_of(template.labels, view.policies(context.namespace))
+            isolation = self._pod_isolation(view, context.namespace, template.labels)
             if not isolation.complete:
                 context.findings.append(_pod_coverage_finding(context, template, isolation, view))
                 context.confirm = True
@@ -298,6 +327,10 @@ class Engine:
             after.append(parse_network_policy(request.object, context.namespace))
         before = namespace_coverage([*others, old])
         remaining = namespace_coverage(after)
+        sources = view.source_policies(context.namespace)
+        if sources:  # what the cluster-wide and CNI policies cover stays covered without this policy
+            covered = compose(namespace_or_default(view, context.namespace), sources)
+            before, remaining = with_sources(before, covered), with_sources(remaining, covered)
         # Any direction the namespace-wide policies isolate now and would not after: a deny-all being removed,
         # even where the namespace was only half covered.
         lost = [d for d in ("Ingress", "Egress") if before.by(d) and not remaining.by(d)]
@@ -311,6 +344,65 @@ class Engine:
             "fix: apply another default-deny policy for that direction first (deleting the namespace is allowed)",
         ))
         context.confirm = True
+
+    # ----- cluster-wide and CNI policies (coverage sources) -----
+    def _judge_source_policy(self, context: _Context, view: ClusterView, kind: SourceKind) -> None:
+        """protect-deny-all for a coverage source. (Org rules on their allow rules would be judged here too.)"""
+        request = context.request
+        new = old = None
+        if request.operation in ("CREATE", "UPDATE") and request.object is not None:
+            new = kind.parse(request.object, context.namespace or "default")
+        if request.operation in ("UPDATE", "DELETE") and request.old_object is not None:
+            old = kind.parse(request.old_object, context.namespace or "default")
+        if old is None and (new is None or not any(u.openers for u in new.units)):
+            return  # a new policy without catch-all Accept/Allow/Pass rules can only add coverage
+        changed = old or new
+        assert changed is not None
+        lost = self._coverage_lost(view, old, new, changed.namespace)
+        if not lost:
+            return
+        verb = {"DELETE": "deleting", "UPDATE": "this change to", "CREATE": "creating"}[request.operation]
+        named = [f"{ns} ({' and '.join(directions)})" for ns, directions in lost[:MAX_NAMED_NAMESPACES]]
+        more = f" and {len(lost) - MAX_NAMED_NAMESPACES} more" if len(lost) > MAX_NAMED_NAMESPACES else ""
+        count = f"{len(lost)} namespace{'' if len(lost) == 1 else 's'}"
+        context.findings.append(Finding(
+            "protect-deny-all",
+            f"protect-deny-all: {verb} {changed.label} would leave {count} without default-deny: "
+            f"{', '.join(named)}{more}",
+            "fix: apply another default-deny for those namespaces first (deleting a namespace is allowed)",
+        ))
+
+    def _coverage_lost(
+        self, view: ClusterView, old: SourcePolicy | None, new: SourcePolicy | None, namespace: str,
+    ) -> list[tuple[str, list[str]]]:
+        """Namespaces (not terminating, not exempt) that are covered today and would not be after the change."""
+        settings = self.config.rules.get("protect-deny-all")
+        names = [namespace] if namespace else view.namespace_names()
+        changed = [p for p in (old, new) if p is not None]
+        voids = new is not None and any(u.openers for u in new.units)
+        lost: list[tuple[str, list[str]]] = []
+        for name in names:
+            info = namespace_or_default(view, name)
+            if info.terminating or name in self._exempt_names or name in settings.exempt_namespaces:
+                continue
+            if self._exempt_selector is not None and self._exempt_selector.matches(info.labels):
+                continue
+            if not any(p.applies_to_namespace(info) for p in changed):
+                continue
+            before = view.coverage(name)
+            if not (before.ingress or before.egress):
+                continue
+            if old is not None and (new is None or not voids) and old.label not in before.ingress_by + before.egress_by:
+                continue  # the changed policy covers nothing here and the new one cannot void anything
+            keys = {p.key for p in changed}
+            sources = [p for p in view.source_policies(name) if p.key not in keys]
+            if new is not None and new.applies_to_namespace(info):
+                sources.append(new)
+            after = with_sources(namespace_coverage(view.policies(name)), compose(info, sources))
+            gone = [d for d in ("Ingress", "Egress") if before.by(d) and not after.by(d)]
+            if gone:
+                lost.append((name, gone))
+        return lost
 
     # ----- namespaces -----
     def _judge_namespace(self, context: _Context) -> None:
@@ -387,7 +479,7 @@ def _namespace_coverage_finding(context: _Context, coverage: Isolation, view: Cl
     return Finding(
         "deny-all-coverage",
         f"deny-all-coverage: {context.ref}: namespace {context.namespace} has no default-deny for "
-        f"{' and '.join(missing)}{have}{_unreadable_text(view, context.namespace)}",
+        f"{' and '.join(missing)}{have}{_unreadable_text(view, context.namespace)}{_not_counting(coverage)}",
         _coverage_fix(context.namespace, missing),
     )
 
@@ -402,9 +494,16 @@ def _pod_coverage_finding(
     return Finding(
         "deny-all-coverage",
         f"deny-all-coverage: {context.ref}: no NetworkPolicy selecting its pods ({labels}) isolates "
-        f"{' and '.join(missing)}{have}{_unreadable_text(view, context.namespace)}",
+        f"{' and '.join(missing)}{have}{_unreadable_text(view, context.namespace)}{_not_counting(isolation)}",
         _coverage_fix(context.namespace, missing),
     )
+
+
+def _not_counting(coverage: Isolation) -> str:
+    """Cluster-wide or CNI policies that were seen for this namespace but do not count, with why."""
+    if not coverage.not_counting:
+        return ""
+    return f"; seen but not counting: {'; '.join(coverage.not_counting)}"
 
 
 def _coverage_fix(namespace: str, missing: Sequence[str]) -> str:

@@ -13,11 +13,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from webhook.core.coverage import Isolation, namespace_coverage
+from webhook.core.coverage import Isolation, namespace_coverage, with_sources
 from webhook.core.errors import ObjectError
 from webhook.core.netpol import NetworkPolicy
 from webhook.core.objects import NAME_LABEL as NAME_LABEL  # re-exported: long imported from here
 from webhook.core.objects import labels_of, metadata_of
+from webhook.core.sources.base import SourcePolicy, compose
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +50,12 @@ class ClusterView(Protocol):
 
     def coverage(self, namespace: str) -> Isolation: ...
 
+    def source_policies(self, namespace: str) -> Sequence[SourcePolicy]:
+        """Cluster-wide and CNI policies that may select pods of `namespace`."""
+        ...
+
+    def namespace_names(self) -> list[str]: ...
+
     def all_namespaces(self) -> Sequence[NamespaceInfo]:
         """Every namespace known to exist (empty when unknown, e.g. offline)."""
         ...
@@ -56,6 +63,11 @@ class ClusterView(Protocol):
     def unreadable(self, namespace: str) -> Mapping[str, str]:
         """Policies of the namespace that exist but could not be read: name -> what was wrong."""
         ...
+
+
+def namespace_or_default(view: ClusterView, name: str) -> NamespaceInfo:
+    """The namespace as the view knows it, or as the API server would label a new one."""
+    return view.namespace(name) or NamespaceInfo(name=name, labels={NAME_LABEL: name})
 
 
 class ClusterState:
@@ -67,6 +79,13 @@ class ClusterState:
         self._policies: dict[str, dict[str, NetworkPolicy]] = {}
         self._policy_lists: dict[str, tuple[NetworkPolicy, ...]] = {}
         self._coverage: dict[str, Isolation] = {}
+        # Cluster-wide and CNI policies. Their effect on a namespace is computed on first use and kept until
+        # a source policy (any namespace) or the namespace itself changes: generations tell stale entries.
+        self._sources: dict[tuple[str, ...], SourcePolicy] = {}
+        self._source_list: tuple[SourcePolicy, ...] = ()
+        self._source_generation = 0
+        self._namespace_generation: dict[str, int] = {}
+        self._combined: dict[str, tuple[int, int, Isolation, tuple[SourcePolicy, ...]]] = {}
         self._namespace_list: tuple[NamespaceInfo, ...] | None = None
         self._unreadable: dict[str, dict[str, str]] = {}
         self._unreadable_namespaces: dict[str, str] = {}
@@ -79,8 +98,33 @@ class ClusterState:
         return self._policy_lists.get(namespace, ())
 
     def coverage(self, namespace: str) -> Isolation:
-        found = self._coverage.get(namespace)
-        return found if found is not None else Isolation()
+        if not self._source_list:
+            found = self._coverage.get(namespace)
+            return found if found is not None else Isolation()
+        return self._with_sources(namespace)[0]
+
+    def source_policies(self, namespace: str) -> Sequence[SourcePolicy]:
+        if not self._source_list:
+            return ()
+        return self._with_sources(namespace)[1]
+
+    def all_source_policies(self) -> tuple[SourcePolicy, ...]:
+        return self._source_list
+
+    def _with_sources(self, namespace: str) -> tuple[Isolation, tuple[SourcePolicy, ...]]:
+        source_generation = self._source_generation
+        namespace_generation = self._namespace_generation.get(namespace, 0)
+        cached = self._combined.get(namespace)
+        if cached is not None and cached[0] == source_generation and cached[1] == namespace_generation:
+            return cached[2], cached[3]
+        sources = self._source_list
+        info = self._namespaces.get(namespace) or NamespaceInfo(namespace, {NAME_LABEL: namespace})
+        relevant = tuple(p for p in sources if p.applies_to_namespace(info))
+        own = self._coverage.get(namespace) or Isolation()
+        isolation = with_sources(own, compose(info, relevant))
+        # A writer that ran meanwhile bumped a generation: this entry is then ignored by the next read.
+        self._combined[namespace] = (source_generation, namespace_generation, isolation, relevant)
+        return isolation, relevant
 
     def all_namespaces(self) -> Sequence[NamespaceInfo]:
         found = self._namespace_list
@@ -95,8 +139,8 @@ class ClusterState:
         return sorted(set(self._namespaces) | set(self._policy_lists))
 
     def counts(self) -> tuple[int, int]:
-        """(namespaces, policies) held."""
-        return len(self._namespaces), sum(len(p) for p in self._policy_lists.values())
+        """(namespaces, policies) held; policies include the cluster-wide and CNI ones."""
+        return len(self._namespaces), sum(len(p) for p in self._policy_lists.values()) + len(self._source_list)
 
     def unreadable_counts(self) -> tuple[int, int]:
         """(namespaces, policies) that exist but could not be read."""
@@ -111,14 +155,45 @@ class ClusterState:
     def set_namespace(self, info: NamespaceInfo) -> None:
         with self._lock:
             self._namespaces[info.name] = info
+            self._bump(info.name)
             self._namespace_list = None
             self._unreadable_namespaces.pop(info.name, None)
 
     def remove_namespace(self, name: str) -> None:
         with self._lock:
             self._namespaces.pop(name, None)
+            self._bump(name)
             self._namespace_list = None
             self._unreadable_namespaces.pop(name, None)
+
+    def set_source_policy(self, policy: SourcePolicy) -> None:
+        with self._lock:
+            self._sources[policy.key] = policy
+            self._sources_changed()
+
+    def remove_source_policy(self, key: tuple[str, ...]) -> None:
+        with self._lock:
+            if self._sources.pop(key, None) is not None:
+                self._sources_changed()
+
+    def replace_source_policies(self, policies: Iterable[SourcePolicy], kinds: Iterable[str] | None = None) -> None:
+        """Swap in a complete listing of source policies (of the given kinds only, when named)."""
+        with self._lock:
+            if kinds is None:
+                self._sources = {}
+            else:
+                replaced = set(kinds)
+                self._sources = {k: p for k, p in self._sources.items() if p.kind not in replaced}
+            for policy in policies:
+                self._sources[policy.key] = policy
+            self._sources_changed()
+
+    def _sources_changed(self) -> None:
+        self._source_list = tuple(sorted(self._sources.values(), key=lambda p: p.key))
+        self._source_generation += 1
+
+    def _bump(self, namespace: str) -> None:
+        self._namespace_generation[namespace] = self._namespace_generation.get(namespace, 0) + 1
 
     def set_policy(self, policy: NetworkPolicy) -> None:
         with self._lock:
@@ -151,6 +226,14 @@ class ClusterState:
                 self._unreadable.pop(namespace, None)
             self._refresh(namespace)
 
+    def replace_namespace_sources(self, namespace: str, policies: Iterable[SourcePolicy]) -> None:
+        """Swap in the complete namespaced source policies of one namespace (a live read)."""
+        with self._lock:
+            self._sources = {k: p for k, p in self._sources.items() if p.namespace != namespace}
+            for policy in policies:
+                self._sources[policy.key] = policy
+            self._sources_changed()
+
     def replace_all(
         self, namespaces: Iterable[NamespaceInfo], policies: Iterable[NetworkPolicy],
         unreadable: Iterable[tuple[str, str, str]] = (),
@@ -173,6 +256,7 @@ class ClusterState:
             self._policies = by_namespace
             self._policy_lists = lists
             self._coverage = coverage
+            self._source_generation += 1  # every cached combination is stale
             self._unreadable = broken
 
     def _forget_unreadable(self, namespace: str, name: str) -> None:
@@ -181,6 +265,7 @@ class ClusterState:
             del self._unreadable[namespace]
 
     def _refresh(self, namespace: str) -> None:
+        self._bump(namespace)
         policies = self._policies.get(namespace, {})
         if not policies:
             self._policies.pop(namespace, None)
@@ -198,13 +283,20 @@ class NamespaceOverride:
     def __init__(
         self, base: ClusterView, namespace: str, policies: Iterable[NetworkPolicy],
         info: NamespaceInfo | None = None, unreadable: Mapping[str, str] | None = None,
+        sources: Iterable[SourcePolicy] | None = None,
     ) -> None:
+        """`sources`: the cluster-wide and CNI policies read live as well (default: what `base` holds)."""
         self._base = base
         self._namespace = namespace
         self._info = info
         self._unreadable = dict(unreadable or {})
         self._policies = tuple(sorted(policies, key=lambda p: p.name))
-        self._coverage = namespace_coverage(self._policies)
+        info = info or base.namespace(namespace) or NamespaceInfo(namespace, {NAME_LABEL: namespace})
+        self._sources = (
+            tuple(base.source_policies(namespace)) if sources is None
+            else tuple(p for p in sources if p.applies_to_namespace(info))
+        )
+        self._coverage = with_sources(namespace_coverage(self._policies), compose(info, self._sources))
 
     def namespace(self, name: str) -> NamespaceInfo | None:
         if name == self._namespace and self._info is not None:
@@ -216,6 +308,12 @@ class NamespaceOverride:
 
     def coverage(self, namespace: str) -> Isolation:
         return self._coverage if namespace == self._namespace else self._base.coverage(namespace)
+
+    def source_policies(self, namespace: str) -> Sequence[SourcePolicy]:
+        return self._sources if namespace == self._namespace else self._base.source_policies(namespace)
+
+    def namespace_names(self) -> list[str]:
+        return self._base.namespace_names()
 
     def all_namespaces(self) -> Sequence[NamespaceInfo]:
         return self._base.all_namespaces()

@@ -120,7 +120,8 @@ def serve(config: Config) -> int:
     source: ClusterSource | None = None
     try:
         reloader = CertificateReloader(settings.cert_dir, settings.cert_reload_seconds)
-        source = make_source(settings.state, settings.kubeconfig)
+        source = make_source(settings.state, settings.kubeconfig, config.coverage_sources,
+                             config.server.source_discovery_seconds)
         sock = bind(settings.host, settings.port)
     except (TLSError, SourceError, OSError) as error:
         print(f"netpol-guard: {error}", file=sys.stderr)

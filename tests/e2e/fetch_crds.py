@@ -1,0 +1,158 @@
+"""The real CRDs of the coverage sources, taken from the Go modules that define those APIs.
+
+Pinned module versions come from the Go module proxy (`go mod download -json MODULE@VERSION`),
+and the CRD YAML files the module ships are copied into a cache beside the control-plane
+binaries: ``~/.cache/netpol-guard/crds/<key>`` (or ``$NETPOL_GUARD_CRD_CACHE``), where the key
+hashes the pins. A lock serialises concurrent fetchers, the directory is filled under a
+temporary name and renamed into place, and a stamp marks it complete. Cold fetch: two small
+module zips (well under a second of download each; a few seconds in all).
+
+- sigs.k8s.io/network-policy-api v0.2.0: ClusterNetworkPolicy (policy.networking.k8s.io/v1alpha2)
+- sigs.k8s.io/network-policy-api v0.1.7: AdminNetworkPolicy, BaselineAdminNetworkPolicy (v1alpha1)
+
+Calico and Cilium are not fetched: the Go module proxy reachable here serves no version of a
+Calico module that ships its CRDs (or the kubebuilder markers to generate them), and the Cilium
+module is hundreds of megabytes; their semantics are covered by the unit tier.
+
+Run: ``python tests/e2e/fetch_crds.py [--print-dir]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+
+# (module, version, files inside the module): the CRDs as their project publishes them.
+PINS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("sigs.k8s.io/network-policy-api", "v0.2.0",
+     ("config/crd/standard/policy.networking.k8s.io_clusternetworkpolicies.yaml",)),
+    ("sigs.k8s.io/network-policy-api", "v0.1.7",
+     ("config/crd/standard/policy.networking.k8s.io_adminnetworkpolicies.yaml",
+      "config/crd/standard/policy.networking.k8s.io_baselineadminnetworkpolicies.yaml")),
+)
+STAMP_NAME = ".fetch-complete"
+
+
+class FetchError(Exception):
+    pass
+
+
+def _log(message: str) -> None:
+    print(f"[fetch_crds] {message}", file=sys.stderr, flush=True)
+
+
+def cache_key() -> str:
+    digest = hashlib.sha256(json.dumps(PINS).encode()).hexdigest()
+    return digest[:16]
+
+
+def cache_dir(key: str) -> pathlib.Path:
+    override = os.environ.get("NETPOL_GUARD_CRD_CACHE")
+    if override:
+        return pathlib.Path(override).expanduser().resolve()
+    base = os.environ.get("XDG_CACHE_HOME") or str(pathlib.Path.home() / ".cache")
+    return pathlib.Path(base) / "netpol-guard" / "crds" / key
+
+
+def crd_files(directory: pathlib.Path) -> dict[str, pathlib.Path]:
+    """File name -> path, for every pinned CRD."""
+    return {pathlib.Path(f).name: directory / pathlib.Path(f).name for _, _, files in PINS for f in files}
+
+
+def _complete(directory: pathlib.Path, key: str) -> bool:
+    try:
+        if (directory / STAMP_NAME).read_text().strip() != key:
+            return False
+    except OSError:
+        return False
+    return all(path.is_file() for path in crd_files(directory).values())
+
+
+@contextlib.contextmanager
+def _locked(directory: pathlib.Path) -> Iterator[None]:
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    with open(directory.parent / f".{directory.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _download(module: str, version: str) -> pathlib.Path:
+    go = shutil.which("go")
+    if go is None:
+        raise FetchError("`go` not found on PATH; it fetches the CRDs from the Go module proxy")
+    env = {**os.environ, "GOWORK": "off", "GOFLAGS": "-mod=mod", "GOTOOLCHAIN": os.environ.get("GOTOOLCHAIN", "local")}
+    proc = subprocess.run([go, "mod", "download", "-json", f"{module}@{version}"], env=env, capture_output=True,
+                          text=True, cwd=tempfile.gettempdir(), timeout=600)
+    try:
+        info = json.loads(proc.stdout)
+    except json.JSONDecodeError:
+        info = {}
+    if proc.returncode != 0 or info.get("Error") or not info.get("Dir"):
+        proxy = env.get("GOPROXY") or "https://proxy.golang.org,direct"
+        raise FetchError(f"`go mod download {module}@{version}` failed (GOPROXY={proxy}): "
+                         f"{info.get('Error') or proc.stderr.strip().splitlines()[-1:]}")
+    return pathlib.Path(info["Dir"])
+
+
+def ensure_crds(*, quiet: bool = False) -> pathlib.Path:
+    """The directory holding the pinned CRD YAML files, fetching them first when needed."""
+    key = cache_key()
+    directory = cache_dir(key)
+    if _complete(directory, key):
+        if not quiet:
+            _log(f"CRDs up to date (key {key}): {directory}")
+        return directory
+    with _locked(directory):
+        if _complete(directory, key):
+            return directory
+        start = time.monotonic()
+        tmp = directory.with_name(f"{directory.name}.tmp-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        try:
+            for module, version, files in PINS:
+                module_dir = _download(module, version)
+                for name in files:
+                    source = module_dir / name
+                    if not source.is_file():
+                        raise FetchError(f"{module}@{version} has no {name}")
+                    shutil.copyfile(source, tmp / source.name)
+            (tmp / STAMP_NAME).write_text(key + "\n")
+            shutil.rmtree(directory, ignore_errors=True)
+            tmp.rename(directory)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        _log(f"CRDs fetched in {time.monotonic() - start:.1f}s -> {directory}")
+    return directory
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--print-dir", action="store_true", help="print only the CRD directory on stdout")
+    args = parser.parse_args(argv)
+    try:
+        directory = ensure_crds()
+    except (FetchError, OSError, subprocess.SubprocessError) as error:
+        print(f"fetch_crds: error: {error}", file=sys.stderr)
+        return 2
+    if args.print_dir:
+        print(directory)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
