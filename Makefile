@@ -52,11 +52,14 @@ service: $(STAMP)
 e2e: binaries crds
 	$(BIN)/python -m pytest tests/e2e
 
-# Benchmarks print numbers; they are not tests. Engine, service over TLS, kubectl apply latency.
+# Benchmarks print numbers; they are not tests. Engine, service over TLS, overload (3 MB review storm),
+# per-API-call latency through kube-apiserver, kubectl apply latency.
 bench: binaries
 	$(BIN)/python -m tests.bench.bench_engine
 	$(BIN)/python -m tests.bench.bench_sources
 	$(BIN)/python -m tests.bench.bench_service
+	$(BIN)/python -m tests.bench.bench_overload
+	$(BIN)/python tests/bench/bench_admission_latency.py
 	$(BIN)/python tests/bench/bench_apply.py
 
 clean:

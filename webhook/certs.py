@@ -61,6 +61,7 @@ TLS_KEY = "tls.key"
 
 CA_COMMON_NAME = "netpol-guard CA"
 CA_DAYS = 3650
+MAX_DAYS = 36500  # 100 years; far past that, dates overflow what X.509 (and Python) can write
 # Certificates start a little in the past so a node whose clock lags can still use them.
 CLOCK_SKEW = dt.timedelta(minutes=5)
 
@@ -125,8 +126,8 @@ def make_certs(out_dir: str, *, service: str, namespace: str, hosts: list[str], 
     """Make (or rotate) the serving certificate in out_dir, reusing a valid CA there; see the module doc."""
     _check_dns_label(service, "service name")
     _check_dns_label(namespace, "namespace")
-    if days < 1:
-        raise CertError(f"--days must be at least 1, not {days}")
+    if not 1 <= days <= MAX_DAYS:
+        raise CertError(f"--days must be between 1 and {MAX_DAYS}, not {days}")
     dns_names, ips = _subject_alt_names(service, namespace, hosts)
 
     # Read and check the manifest before writing anything, so bad input leaves no half-done work.

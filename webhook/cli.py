@@ -19,6 +19,7 @@ from webhook.errors import EXIT_INTERNAL, NetpolGuardError
 from webhook.loading import load_config
 
 EXIT_DENIED = 1
+MAX_CERT_DAYS = 36500  # as webhook.certs.MAX_DAYS (not imported here: the CLI loads commands lazily)
 
 
 class _Group(click.Group):
@@ -76,20 +77,22 @@ def check(paths: tuple[str, ...], config_path: str | None, output: str, namespac
 @main.command()
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Config YAML file.")
 @click.option("--host", help="Address to listen on (default 0.0.0.0).")
-@click.option("--port", type=int, help="HTTPS port (default 8443).")
+@click.option("--port", type=click.IntRange(1, 65535), help="HTTPS port (default 8443).")
 @click.option("--cert-dir", help="Directory holding tls.crt and tls.key (reloaded when they change).")
+@click.option("--client-ca", type=click.Path(dir_okay=False),
+              help="Require client certificates signed by this CA (PEM); others are refused at TLS.")
 @click.option("--mode", type=click.Choice(["enforce", "audit"]), help="Override the config's global mode.")
 @click.option("--kubeconfig", help="Kubeconfig file (default: in-cluster config, then ~/.kube/config).")
 @click.option("--state", help="Take Namespaces and NetworkPolicies from manifests here instead of a cluster.")
 def serve(config_path: str | None, host: str | None, port: int | None, cert_dir: str | None,
-          mode: str | None, kubeconfig: str | None, state: str | None) -> None:
+          client_ca: str | None, mode: str | None, kubeconfig: str | None, state: str | None) -> None:
     """Run the HTTPS admission webhook (POST /validate, /healthz, /readyz, /metrics)."""
     from webhook.server.run import serve as run_server
 
     config = load_config(config_path)
     server_overrides: dict[str, Any] = {
         key: value
-        for key, value in {"host": host, "port": port, "cert_dir": cert_dir,
+        for key, value in {"host": host, "port": port, "cert_dir": cert_dir, "client_ca": client_ca,
                            "kubeconfig": kubeconfig, "state": state}.items()
         if value is not None
     }
@@ -105,7 +108,8 @@ def serve(config_path: str | None, host: str | None, port: int | None, cert_dir:
 @click.option("--service", default="netpol-guard", show_default=True, help="The webhook Service name.")
 @click.option("--namespace", default="netpol-guard", show_default=True, help="The webhook Service namespace.")
 @click.option("--host", "hosts", multiple=True, help="Extra DNS name or IP for the certificate (repeatable).")
-@click.option("--days", default=365, show_default=True, help="Validity of the serving certificate.")
+@click.option("--days", type=click.IntRange(1, MAX_CERT_DAYS), default=365, show_default=True,
+              help="Validity of the serving certificate, in days.")
 @click.option("--webhook-manifest", type=click.Path(dir_okay=False),
               help="Write the caBundle into this ValidatingWebhookConfiguration YAML file.")
 def certs(out_dir: str, service: str, namespace: str, hosts: tuple[str, ...], days: int,

@@ -21,20 +21,50 @@ never a traceback. Modules raise these by their own names (`webhook.certs.CertEr
 
 from __future__ import annotations
 
+import traceback
+
 from webhook.core.errors import (
     EXIT_BAD_INPUT,
     EXIT_INTERNAL,
+    MAX_TEXT_CHARS,
+    MAX_VALUE_CHARS,
     BadInput,
     ConfigError,
     NetpolGuardError,
     ObjectError,
+    clip,
+    clip_repr,
+    clip_text,
 )
 
 __all__ = [
-    "EXIT_BAD_INPUT", "EXIT_INTERNAL", "AuditError", "BadInput", "BadReview", "CertError", "ConfigError",
-    "InputError", "KubeConfigError", "LiveReadError", "NetpolGuardError", "ObjectError", "SourceError",
+    "EXIT_BAD_INPUT",
+    "EXIT_INTERNAL",
+    "MAX_TEXT_CHARS",
+    "MAX_VALUE_CHARS",
+    "AuditError",
+    "BadInput",
+    "BadReview",
+    "CertError",
+    "ConfigError",
+    "InputError",
+    "KubeConfigError",
+    "LiveReadError",
+    "NetpolGuardError",
+    "ObjectError",
+    "SourceError",
     "TLSError",
+    "clip",
+    "clip_repr",
+    "clip_text",
 ]
+
+
+def describe_bug(error: BaseException) -> str:
+    """An unexpected exception in one bounded line with where it was raised (for logs that carry no traceback)."""
+    frames = traceback.extract_tb(error.__traceback__)
+    where = f" at {frames[-1].filename.rsplit('/', 2)[-1]}:{frames[-1].lineno}" if frames else ""
+    return clip_text(f"{type(error).__name__}{where}: {error}", MAX_VALUE_CHARS * 2)
 
 
 class InputError(BadInput):

@@ -229,6 +229,14 @@ def run_client(kind: str, port: int, ca: Path, names_file: Path, args: argparse.
     return result
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (robust to other load on the machine, unlike req/s)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    import os
+
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -249,7 +257,10 @@ def bench(label: str, namespaces: int, per_namespace: int, workdir: Path, cert_d
     try:
         result: dict[str, Any] = {"state": label, "namespaces": namespaces, "policies": namespaces * per_namespace,
                                   "startup_s": round(startup, 1), "rss_idle_mb": rss_mb(server.pid)}
+        cpu_before = cpu_seconds(server.pid)
         result["max"] = run_client("max", server.port, ca, names_file, args)
+        result["cpu_us_per_review"] = round((cpu_seconds(server.pid) - cpu_before) / max(1, result["max"]["requests"])
+                                            * 1e6, 1)
         result["fixed"] = run_client("rate", server.port, ca, names_file, args)
         result["rss_mb"] = rss_mb(server.pid)
         errors = [e for e in server.log_events() if e.get("level") in ("error", "critical")]
@@ -287,7 +298,8 @@ def main() -> None:
         print(f"{result['state']:>5}: {result['namespaces']} namespaces, {result['policies']} policies "
               f"(startup {result['startup_s']} s)")
         print(f"       max throughput: {top['requests_per_second']} req/s ({args.connections} connections, "
-              f"{top['errors']} errors)")
+              f"{top['errors']} errors); server CPU per review {result['cpu_us_per_review']} us "
+              f"(= {1e6 / result['cpu_us_per_review']:.0f} reviews/s per core)")
         print(f"       at {fixed['rate']:.0f} req/s: p50 {fixed['p50_ms']} ms, p90 {fixed['p90_ms']} ms, "
               f"p99 {fixed['p99_ms']} ms, max {fixed['max_ms']} ms ({fixed['errors']} errors)")
         print(f"       server RSS: {result['rss_mb']} MB (idle after load: {result['rss_idle_mb']} MB before load); "

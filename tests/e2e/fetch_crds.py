@@ -5,14 +5,19 @@ and the CRD YAML files the module ships are copied into a cache beside the contr
 binaries: ``~/.cache/netpol-guard/crds/<key>`` (or ``$NETPOL_GUARD_CRD_CACHE``), where the key
 hashes the pins. A lock serialises concurrent fetchers, the directory is filled under a
 temporary name and renamed into place, and a stamp marks it complete. Cold fetch: two small
-module zips (well under a second of download each; a few seconds in all).
+module zips and Calico's 9 MB one (about 7 s in all).
 
 - sigs.k8s.io/network-policy-api v0.2.0: ClusterNetworkPolicy (policy.networking.k8s.io/v1alpha2)
 - sigs.k8s.io/network-policy-api v0.1.7: AdminNetworkPolicy, BaselineAdminNetworkPolicy (v1alpha1)
+- github.com/projectcalico/calico at commit a0db560f0520 (the release-v3.28 branch; the proxy
+  serves no tagged v3 version of the monorepo, so the pin is its pseudo-version):
+  GlobalNetworkPolicy and NetworkPolicy as the crd.projectcalico.org/v1 CRDs Calico generates
+  into libcalico-go/config/crd from its projectcalico.org/v3 Go types. That raw form is the only
+  one a plain API server serves (projectcalico.org/v3 needs Calico's aggregated API server).
+  Calico 3.28 has no Tier CRD in its open-source build; policies there are in the default tier.
 
-Calico and Cilium are not fetched: the Go module proxy reachable here serves no version of a
-Calico module that ships its CRDs (or the kubebuilder markers to generate them), and the Cilium
-module is hundreds of megabytes; their semantics are covered by the unit tier.
+Cilium is not fetched: its module is hundreds of megabytes; its semantics are covered by the
+unit tier.
 
 Run: ``python tests/e2e/fetch_crds.py [--print-dir]``.
 """
@@ -40,6 +45,9 @@ PINS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("sigs.k8s.io/network-policy-api", "v0.1.7",
      ("config/crd/standard/policy.networking.k8s.io_adminnetworkpolicies.yaml",
       "config/crd/standard/policy.networking.k8s.io_baselineadminnetworkpolicies.yaml")),
+    ("github.com/projectcalico/calico", "v1.11.0-cni-plugin.0.20250813170300-a0db560f0520",
+     ("libcalico-go/config/crd/crd.projectcalico.org_globalnetworkpolicies.yaml",
+      "libcalico-go/config/crd/crd.projectcalico.org_networkpolicies.yaml")),
 )
 STAMP_NAME = ".fetch-complete"
 

@@ -1,13 +1,17 @@
 """Cluster-wide coverage sources against the real API server, with the projects' own CRDs.
 
-The CRDs come from sigs.k8s.io/network-policy-api's Go modules (tests/e2e/fetch_crds.py).
-ClusterNetworkPolicy's CRD is installed before netpol-guard starts; AdminNetworkPolicy's and
-BaselineAdminNetworkPolicy's only after, so the service must discover them while running.
+The CRDs come from sigs.k8s.io/network-policy-api's and Calico's Go modules
+(tests/e2e/fetch_crds.py). ClusterNetworkPolicy's CRD is installed before netpol-guard starts;
+AdminNetworkPolicy's, BaselineAdminNetworkPolicy's and Calico's only after, so the service must
+discover them while running. Calico's policies are applied as crd.projectcalico.org/v1, the only
+form a plain API server serves (projectcalico.org/v3 needs Calico's aggregated API server).
+The Calico tests come last: the recommended policy covers every namespace that is not a system one.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -27,6 +31,18 @@ EVERYWHERE = [{"networks": ["0.0.0.0/0", "::/0"]}]
 CNP_CRD = "policy.networking.k8s.io_clusternetworkpolicies.yaml"
 LATE_CRDS = ("policy.networking.k8s.io_adminnetworkpolicies.yaml",
              "policy.networking.k8s.io_baselineadminnetworkpolicies.yaml")
+CALICO_CRDS = ("crd.projectcalico.org_globalnetworkpolicies.yaml", "crd.projectcalico.org_networkpolicies.yaml")
+CALICO_DNS = {"selector": 'k8s-app == "kube-dns"', "ports": [53]}
+# Calico's recommended cluster-wide default deny ("Enable a default deny policy for Kubernetes pods"):
+# every namespace but the system ones, Ingress and Egress, DNS egress allowed.
+DENY_APP_POLICY: dict[str, Any] = {
+    "apiVersion": "crd.projectcalico.org/v1", "kind": "GlobalNetworkPolicy", "metadata": {"name": "deny-app-policy"},
+    "spec": {"namespaceSelector": 'has(projectcalico.org/name) && projectcalico.org/name not in '
+                                  '{"kube-system", "calico-system", "calico-apiserver"}',
+             "types": ["Ingress", "Egress"],
+             "egress": [{"action": "Allow", "protocol": "UDP", "destination": CALICO_DNS},
+                        {"action": "Allow", "protocol": "TCP", "destination": CALICO_DNS}]},
+}
 
 
 def apply(cluster: ControlPlane, *objects: dict[str, Any]) -> subprocess.CompletedProcess[str]:
@@ -148,3 +164,69 @@ def test_audit_reads_cluster_wide_policies(cluster: ControlPlane, served: Webhoo
     assert results[("Deployment", "cnp-baseline", "web")]["allowed"]
     assert results[("ClusterNetworkPolicy", "", "baseline-deny")]["allowed"]
     assert ("Deployment", "cnp-ingress-only", "web") not in results  # it was refused
+
+
+@pytest.fixture(scope="module")
+def calico(cluster: ControlPlane, served: Webhook, crds: dict[str, Path]) -> Iterator[None]:
+    for name in CALICO_CRDS:
+        install_crd(cluster, crds[name])
+    deadline = time.monotonic() + 30
+    while "watching GlobalNetworkPolicy.crd.projectcalico.org/v1" not in served.log_path.read_text():
+        assert time.monotonic() < deadline, f"Calico's CRDs never discovered:\n{served.log_tail()}"
+        time.sleep(0.5)
+    try:
+        yield
+    finally:  # deleting the CRDs deletes deny-app-policy, which covers every other test's namespaces
+        for name in CALICO_CRDS:
+            cluster.kubectl("delete", "-f", str(crds[name]), "--ignore-not-found", "--wait=true")
+
+
+def test_an_ingress_only_calico_policy_is_not_enough(cluster: ControlPlane, calico: None) -> None:
+    apply(cluster, namespace("calico-ingress-only"))
+    ingress_only = {"apiVersion": "crd.projectcalico.org/v1", "kind": "GlobalNetworkPolicy",
+                    "metadata": {"name": "ingress-only"},
+                    "spec": {"namespaceSelector": 'projectcalico.org/name == "calico-ingress-only"',
+                             "types": ["Ingress"]}}
+    created = apply(cluster, ingress_only)
+    assert created.returncode == 0, created.stderr
+    proc = apply(cluster, deployment("calico-ingress-only"))
+    assert proc.returncode != 0
+    assert ("namespace calico-ingress-only has no default-deny for Egress (covered Ingress: GlobalNetworkPolicy "
+            "ingress-only)") in proc.stderr
+    assert "GlobalNetworkPolicy ingress-only: its types do not include Egress" in proc.stderr
+
+
+def test_calicos_recommended_default_deny_lets_a_deployment_in(cluster: ControlPlane, calico: None) -> None:
+    apply(cluster, namespace("calico-app"))
+    refused = apply(cluster, deployment("calico-app"))
+    assert refused.returncode != 0 and "deny-all-coverage" in refused.stderr
+    created = apply(cluster, DENY_APP_POLICY)
+    assert created.returncode == 0, created.stderr
+    stored = json.loads(cluster.kubectl("get", "globalnetworkpolicies.crd.projectcalico.org", "deny-app-policy",
+                                        "-o", "json", check=True).stdout)
+    assert stored["spec"]["types"] == ["Ingress", "Egress"]  # the real CRD's schema kept what counts
+    admitted = apply(cluster, deployment("calico-app"))
+    assert admitted.returncode == 0, admitted.stderr
+    # Ingress from ingress-only and Egress from deny-app-policy add up.
+    admitted = apply(cluster, deployment("calico-ingress-only"))
+    assert admitted.returncode == 0, admitted.stderr
+
+
+def test_deleting_calicos_default_deny_is_refused_while_namespaces_depend_on_it(
+        cluster: ControlPlane, calico: None) -> None:
+    proc = cluster.kubectl("delete", "globalnetworkpolicies.crd.projectcalico.org", "deny-app-policy")
+    assert proc.returncode != 0
+    found = re.search(r"protect-deny-all: deleting GlobalNetworkPolicy deny-app-policy would leave (\d+) "
+                      r"namespaces without default-deny: (.*?)(?: and (\d+) more)?\n", proc.stderr)
+    assert found is not None, proc.stderr
+    count, named, more = int(found[1]), found[2].split(", "), int(found[3] or 0)
+    assert len(named) == min(count, 5) and count == len(named) + more
+    # Sorted by name; the namespaces covered by their own cluster-wide policies do not depend on it.
+    assert "calico-app (Ingress and Egress), calico-ingress-only (Egress)" in found[2]
+    assert not {"banp-late", "cnp-baseline", "kube-system"} & {n.split(" ")[0] for n in named}
+    weakened = {**DENY_APP_POLICY, "spec": {**DENY_APP_POLICY["spec"], "types": ["Ingress"]}}
+    proc = apply(cluster, weakened)
+    assert proc.returncode != 0
+    assert "protect-deny-all: this change to GlobalNetworkPolicy deny-app-policy would leave" in proc.stderr
+    assert "calico-app (Egress)" in proc.stderr
+    assert cluster.kubectl("get", "globalnetworkpolicies.crd.projectcalico.org", "deny-app-policy").returncode == 0

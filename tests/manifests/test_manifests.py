@@ -357,8 +357,11 @@ def test_deployment_shape(rendered: tuple[Obj, ...]) -> None:
         get = container[probe]["httpGet"]
         assert get["path"] == path and get["scheme"] == "HTTPS" and get["port"] in (8443, "https"), probe
     resources = container["resources"]
-    assert resources["requests"] == {"cpu": "100m", "memory": "128Mi"}
-    assert resources["limits"]["memory"] == "256Mi"
+    assert resources["requests"] == {"cpu": "100m", "memory": "160Mi"}
+    assert resources["limits"] == {"memory": "384Mi"}  # no CPU limit: throttling fails admissions
+    # Endpoints are removed before the listener closes; the server exits within 5 s after SIGTERM.
+    assert container["lifecycle"]["preStop"] == {"sleep": {"seconds": 5}}
+    assert deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] >= 5 + 5
 
 
 def test_deployment_mounts_tls_secret_and_config(rendered: tuple[Obj, ...]) -> None:

@@ -191,7 +191,7 @@ class ServerProcess:
         assert self.process is not None
         return self.process.pid
 
-    def start(self, ca: Path, timeout: float = 20.0) -> ServerProcess:
+    def start(self, ca: Path, timeout: float = 60.0) -> ServerProcess:
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(self.args, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=env)

@@ -36,6 +36,7 @@ class FakeAPI:
         self.policies: dict[tuple[str, str], dict[str, Any]] = {}
         self.live_policies: dict[str, list[dict[str, Any]]] = {}  # what live reads see, when set
         self.fail_live: set[str] = set()
+        self.fail_collections = False  # every list and watch answers 500 (an API server in trouble)
         self.events: dict[str, queue.Queue[dict[str, Any]]] = {
             "ns": queue.Queue(), "np": queue.Queue(), "custom": queue.Queue()}
         self.live_reads = 0
@@ -106,6 +107,9 @@ class FakeAPI:
                 self.wfile.write(data)
 
             def collection(self, key: str, query: dict[str, list[str]], items: list[dict[str, Any]]) -> None:
+                if api.fail_collections:
+                    self.reply(500, {"kind": "Status", "code": 500, "message": "etcdserver: request timed out"})
+                    return
                 if query.get("watch") != ["true"]:
                     api.lists[key] += 1
                     self.reply(200, {"metadata": {"resourceVersion": str(api.version)}, "items": items})
@@ -318,3 +322,47 @@ def test_the_live_confirm_reads_cluster_wide_policies_too(client: httpx.Client, 
     assert decide(client, "confirmed")["allowed"] is True
     assert fake.live_reads == reads + 1
     del fake.custom[group]
+
+
+def test_a_watch_failing_longer_than_the_bound_makes_readyz_not_ready(
+        tmp_path: Path, certs: tuple[Path, Path], tls_context: ssl.SSLContext) -> None:
+    api = FakeAPI()
+    api.add_namespace(namespace("covered"))
+    api.add_policy(deny_all("covered"))
+    api.thread.start()
+    server = ServerProcess(tmp_path, state=None, cert_dir=certs[0], config={"server": {"cacheStaleSeconds": 1}},
+                           extra_args=["--kubeconfig", str(api.kubeconfig(tmp_path / "kubeconfig"))])
+    server.start(certs[1])
+    try:
+        with make_client(server.url, tls_context) as http:
+            def wait_for(status: int, seconds: float) -> httpx.Response:
+                deadline = time.monotonic() + seconds
+                while True:
+                    answer = http.get("/readyz")
+                    if answer.status_code == status or time.monotonic() > deadline:
+                        return answer
+                    time.sleep(0.1)
+
+            assert wait_for(200, 10).status_code == 200
+            api.fail_collections = True  # the running watches end within 3 s; every retry now fails
+            answer = wait_for(503, 15)
+            assert answer.status_code == 503, answer.text
+            assert answer.text.startswith("cluster cache stale: ")
+            assert "failing for" in answer.text and "server.cacheStaleSeconds (1s)" in answer.text
+            assert "HTTP 500" in answer.text
+            assert "netpol_guard_cache_synced 0.0" in http.get("/metrics").text
+            response = http.post("/validate", json=review("Pod", pod("covered"))).json()["response"]
+            assert response["allowed"] is False and "cluster cache stale" in response["status"]["message"]
+            deadline = time.monotonic() + 10  # logged at the first retry past the bound
+            while not any(e.get("level") == "error" and "cluster cache stale" in str(e.get("event"))
+                          for e in server.log_events()):
+                assert time.monotonic() < deadline, server.log()
+                time.sleep(0.1)
+            api.fail_collections = False  # recovered: ready again, and the log says so
+            assert wait_for(200, 40).status_code == 200
+            assert "netpol_guard_cache_synced 1.0" in http.get("/metrics").text
+            assert any("recovered" in str(e.get("event")) for e in server.log_events())
+    finally:
+        server.stop()
+        api.stopping.set()
+        api.server.shutdown()

@@ -65,3 +65,31 @@ def test_bad_config_exits_2_with_the_headline(tmp_path: object) -> None:
     assert result.exit_code == 2
     assert result.output.startswith("netpol-guard: invalid configuration\n")
     assert "mode" in result.output
+
+
+@pytest.mark.parametrize(("args", "flag"), [
+    (["serve", "--port", "70000"], "--port"),
+    (["serve", "--port", "0"], "--port"),
+    (["serve", "--port", "eighty"], "--port"),
+    (["certs", "--days", "1000000000"], "--days"),
+    (["certs", "--days", "0"], "--days"),
+])
+def test_cli_numbers_are_validated_naming_the_flag(args: list[str], flag: str) -> None:
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2
+    assert f"Invalid value for '{flag}'" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_make_certs_bounds_days_itself(tmp_path: object) -> None:
+    from webhook.certs import make_certs
+
+    with pytest.raises(errors.CertError, match="--days must be between 1 and 36500, not 1000000000"):
+        make_certs(str(tmp_path), service="s", namespace="n", hosts=[], days=1_000_000_000)
+
+
+def test_the_cli_and_certs_agree_on_the_days_bound() -> None:
+    from webhook.certs import MAX_DAYS
+    from webhook.cli import MAX_CERT_DAYS
+
+    assert MAX_CERT_DAYS == MAX_DAYS

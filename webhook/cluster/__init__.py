@@ -22,9 +22,10 @@ __all__ = ["ClusterSource", "KubernetesSource", "LiveNamespace", "LiveReadError"
 
 def make_source(
     state_dir: str | None, kubeconfig: str | None, sources: Collection[str] = SOURCE_NAMES,
-    discovery_seconds: float = 30.0,
+    discovery_seconds: float = 30.0, stale_after: float | None = None,
 ) -> ClusterSource:
-    """`--state DIR` wins; otherwise the API server. `sources`: the enabled coverage sources."""
+    """`--state DIR` wins; otherwise the API server. `sources`: the enabled coverage sources;
+    `stale_after`: seconds of failing list/watch before the cache counts as stale (not ready)."""
     if state_dir is not None:
         return StaticSource(state_dir, sources)
-    return KubernetesSource(kubeconfig, sources, discovery_seconds)
+    return KubernetesSource(kubeconfig, sources, discovery_seconds, stale_after)

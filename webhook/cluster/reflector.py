@@ -29,6 +29,7 @@ from functools import partial
 from typing import Any
 
 from webhook.cluster.source import LiveNamespace
+from webhook.cluster.versions import Key, Versions, revision
 from webhook.core.errors import ObjectError
 from webhook.core.netpol import NetworkPolicy, parse_network_policy
 from webhook.core.sources import SOURCE_NAMES, SourceKind
@@ -47,6 +48,7 @@ WATCH_SECONDS = 240
 WATCH_READ_TIMEOUT = WATCH_SECONDS + 30
 LIST_TIMEOUT = (5.0, 60.0)
 BACKOFF_START, BACKOFF_MAX = 0.5, 30.0
+STOP_SECONDS = 1.0
 
 
 class _Gone(Exception):
@@ -63,6 +65,8 @@ class _Reflector:
         self.synced = False
         self.last_error: str | None = None
         self.stopping = threading.Event()  # set by the source on stop, or when the kind is no longer served
+        self.failing_since: float | None = None  # monotonic time of the first failure since the last success
+        self._stale_logged = False
         self._response: Any = None
         self.thread = threading.Thread(target=self._run, name=f"reflector-{kind}", daemon=True)
 
@@ -91,10 +95,36 @@ class _Reflector:
                 if stop.is_set():
                     break
                 self.last_error = _short(error)
+                if self.failing_since is None:
+                    self.failing_since = time.monotonic()
                 log.warning("%s list/watch failed, retrying in %.1fs: %s", self.kind, backoff, self.last_error)
+                reason = self.stale_reason()
+                if reason is not None and not self._stale_logged:
+                    self._stale_logged = True
+                    log.error("cluster cache stale, not ready (reviews fail closed or open as failClosed says): %s",
+                              reason)
                 # Jitter so many replicas do not hammer a recovering API server in step.
                 stop.wait(backoff * (0.5 + random.random()))
                 backoff = min(backoff * 2, BACKOFF_MAX)
+
+    def _succeeded(self) -> None:
+        if self._stale_logged:
+            log.info("%s list/watch recovered after %.0fs; cluster cache current again", self.kind,
+                     time.monotonic() - (self.failing_since or time.monotonic()))
+        self.failing_since = None
+        self._stale_logged = False
+
+    def stale_reason(self) -> str | None:
+        """Why the cache is stale (this kind's list/watch failing longer than the bound), or None."""
+        since = self.failing_since
+        bound = self.source.stale_after
+        if since is None or bound is None:
+            return None
+        failing = time.monotonic() - since
+        if failing <= bound:
+            return None
+        return (f"{self.kind} list/watch failing for {failing:.0f}s, more than server.cacheStaleSeconds ({bound:g}s)"
+                + (f"; last error: {self.last_error}" if self.last_error else ""))
 
     def _list(self) -> str:
         # Raw JSON (camelCase, like manifests) instead of the client's models: cheaper, and parsed by the core.
@@ -106,6 +136,7 @@ class _Reflector:
         items = body.get("items") or []
         self._replace(items)
         self.source.touch()
+        self._succeeded()
         return str((body.get("metadata") or {}).get("resourceVersion") or "")
 
     def _watch(self, resource_version: str) -> str:
@@ -121,6 +152,7 @@ class _Reflector:
             raise
         self._response = response
         self.source.touch()
+        self._succeeded()
         try:
             for line in _lines(response):
                 if self.stopping.is_set():
@@ -156,23 +188,33 @@ class _Reflector:
             self._unreadable(obj, error)
         return new_version
 
-    # --- applying to the state ---
+    # --- applying to the state (each write checked against the versions held: see versions.py) ---
     def _set(self, obj: Mapping[str, Any]) -> None:
-        state = self.source.state
+        state, versions = self.source.state, self.source.versions
+        key = _key(self.kind, obj)
+        version = revision((obj.get("metadata") or {}).get("resourceVersion"))
+        parsed = parse_namespace(obj) if self.kind == "Namespace" else parse_network_policy(obj, key[1])
         with self.source.write_lock:
-            if self.kind == "Namespace":
-                state.set_namespace(parse_namespace(obj))
+            if not versions.newer(key, version):
+                return  # a live read already put a newer version of this object in the cache
+            if isinstance(parsed, NamespaceInfo):
+                state.set_namespace(parsed)
             else:
-                state.set_policy(parse_network_policy(obj, _namespace_of(obj)))
+                state.set_policy(parsed)
+            versions.hold(key, version)
 
     def _delete(self, obj: Mapping[str, Any]) -> None:
-        metadata = obj.get("metadata") or {}
-        state = self.source.state
+        state, versions = self.source.state, self.source.versions
+        key = _key(self.kind, obj)
+        version = revision((obj.get("metadata") or {}).get("resourceVersion"))
         with self.source.write_lock:
+            if not versions.newer(key, version):
+                return  # the object was re-created after this deletion, and a live read has it
             if self.kind == "Namespace":
-                state.remove_namespace(str(metadata.get("name", "")))
+                state.remove_namespace(key[2])
             else:
-                state.remove_policy(_namespace_of(obj), str(metadata.get("name", "")))
+                state.remove_policy(key[1], key[2])
+            versions.drop(key, version)
 
     def _replace(self, items: list[Any]) -> None:
         """Swap in a complete listing of this kind (initial sync or relist) without touching the other kind."""
@@ -189,6 +231,7 @@ class _Reflector:
                         state.remove_namespace(name)
                 for info in namespaces.values():
                     state.set_namespace(info)
+                self.source.versions.reset(self.kind, _versions(self.kind, items))
             return
         by_namespace: dict[str, list[NetworkPolicy]] = {}
         unreadable: dict[str, dict[str, str]] = {}
@@ -203,6 +246,7 @@ class _Reflector:
                     state.replace_policies(name, [])
             for name in set(by_namespace) | set(unreadable):
                 state.replace_policies(name, by_namespace.get(name, []), unreadable.get(name))
+            self.source.versions.reset(self.kind, _versions(self.kind, items))
 
     def _parse(self, item: Any, parse: Callable[[Mapping[str, Any]], Any],
                unreadable: dict[str, dict[str, str]] | None = None) -> Any:
@@ -223,12 +267,17 @@ class _Reflector:
     def _unreadable(self, obj: Mapping[str, Any], error: ObjectError) -> None:
         metadata = obj.get("metadata") or {}
         name = str(metadata.get("name", ""))
+        key = _key(self.kind, obj)
+        version = revision(metadata.get("resourceVersion"))
         log.warning("unreadable %s %s/%s kept by name only: %s", self.kind, metadata.get("namespace", ""), name, error)
         with self.source.write_lock:
+            if not self.source.versions.newer(key, version):
+                return
             if self.kind == "Namespace":
                 self.source.state.note_unreadable_namespace(name, str(error))
             else:
                 self.source.state.set_unreadable(_namespace_of(obj), name, str(error))
+            self.source.versions.hold(key, version)
 
     def interrupt(self) -> None:
         """Unblock a thread waiting in a watch read (closing from another thread can hang on the SSL lock)."""
@@ -273,6 +322,63 @@ class _SourceReflector(_Reflector):
             self.source.state.replace_source_policies([], kinds=[self.source_kind.kind])
 
 
+def _key(kind: str, obj: Mapping[str, Any]) -> Key:
+    metadata = obj.get("metadata") or {}
+    name = metadata.get("name") if isinstance(metadata, Mapping) else None
+    return kind, "" if kind == "Namespace" else _namespace_of(obj), name if isinstance(name, str) else ""
+
+
+def _versions(kind: str, items: list[Any]) -> Iterator[tuple[Key, int | None]]:
+    for item in items:
+        if isinstance(item, Mapping):
+            yield _key(kind, item), revision((item.get("metadata") or {}).get("resourceVersion"))
+
+
+def merge_live(state: ClusterState, versions: Versions, namespace: str, namespace_obj: Mapping[str, Any] | None,
+               listing: Mapping[str, Any]) -> LiveNamespace:
+    """Write a live read of `namespace` into the cache, object by object, never over newer state.
+
+    `namespace_obj` is the Namespace as read (None: 404) and `listing` its NetworkPolicy list. A listed
+    policy replaces the cached one only when its resourceVersion is newer; a cached policy missing from
+    the listing is removed only when it is older than the listing itself. Returns the merged view of the
+    namespace (the newest of both writers), which is what the decision should see. Call under the lock.
+    """
+    info = parse_namespace(namespace_obj) if namespace_obj is not None else None  # raises before any write
+    listed_at = revision((listing.get("metadata") or {}).get("resourceVersion"))
+    listed = set()
+    for item in listing.get("items") or []:
+        if not isinstance(item, Mapping):
+            continue
+        metadata = item.get("metadata") or {}
+        name = str(metadata.get("name", "")) if isinstance(metadata, Mapping) else ""
+        key: Key = ("NetworkPolicy", namespace, name)
+        listed.add(name)
+        version = revision(metadata.get("resourceVersion") if isinstance(metadata, Mapping) else None)
+        if not versions.newer(key, version):
+            continue
+        try:
+            state.set_policy(parse_network_policy(item, namespace))
+        except ObjectError as error:
+            # A policy we cannot read never hides the rest of the namespace: judge on the readable ones, name it.
+            state.set_unreadable(namespace, name, str(error))
+        versions.hold(key, version)
+    for name in [p.name for p in state.policies(namespace)] + list(state.unreadable(namespace)):
+        key = ("NetworkPolicy", namespace, name)
+        if name not in listed and versions.newer(key, listed_at):
+            state.remove_policy(namespace, name)  # gone at listed_at, and we held an older version
+            versions.drop(key, listed_at)
+    if namespace_obj is not None and info is not None:
+        key = ("Namespace", "", namespace)
+        if versions.newer(key, revision((namespace_obj.get("metadata") or {}).get("resourceVersion"))):
+            state.set_namespace(info)
+            versions.hold(key, revision((namespace_obj.get("metadata") or {}).get("resourceVersion")))
+        info = state.namespace(namespace)
+    # A 404 is left to the watch: the get and the list are not one snapshot, so it cannot be ordered.
+    return LiveNamespace(info, list(state.policies(namespace)), dict(state.unreadable(namespace)))
+
+
+
+
 def _namespace_of(obj: Mapping[str, Any]) -> str:
     metadata = obj.get("metadata") or {}
     namespace = metadata.get("namespace") if isinstance(metadata, Mapping) else None
@@ -302,9 +408,11 @@ class KubernetesSource:
 
     def __init__(
         self, kubeconfig: str | None, sources: Collection[str] = SOURCE_NAMES, discovery_seconds: float = 30.0,
+        stale_after: float | None = None,
     ) -> None:
         from kubernetes import client  # imported here: --state mode never needs the client
 
+        self.stale_after = stale_after  # seconds of failing list/watch before the cache counts as stale
         try:
             configuration = load_configuration(kubeconfig)
         except KubeConfigError as error:
@@ -312,6 +420,7 @@ class KubernetesSource:
         self.state = ClusterState()
         self.stopping = threading.Event()
         self.write_lock = threading.Lock()
+        self.versions = Versions()
         self._last_update: float | None = None
         # Separate clients (and connection pools) for the long-lived watches and the latency-critical live reads.
         self.api_client = client.ApiClient(configuration)
@@ -336,7 +445,13 @@ class KubernetesSource:
 
     @property
     def synced(self) -> bool:
-        return self._discovered and all(r.synced for r in (*self._reflectors, *self._initial))
+        """Listed, and no watch failing for longer than the staleness bound (then /readyz is not ready)."""
+        return (self._discovered and all(r.synced for r in (*self._reflectors, *self._initial))
+                and not self._stale_reasons())
+
+    def _stale_reasons(self) -> list[str]:
+        reflectors = (*self._reflectors, *list(self._watched.values()))
+        return [reason for reason in (r.stale_reason() for r in reflectors) if reason is not None]
 
     def not_ready_reason(self) -> str | None:
         waiting = [r for r in (*self._reflectors, *self._initial) if not r.synced]
@@ -345,7 +460,10 @@ class KubernetesSource:
         if not self._discovered:
             parts.append("coverage-source APIs not discovered yet"
                          + (f" (last error: {self._discovery_error})" if self._discovery_error else ""))
-        return "cluster cache not synced: " + "; ".join(parts) if parts else None
+        if parts:
+            return "cluster cache not synced: " + "; ".join(parts)
+        stale = self._stale_reasons()
+        return "cluster cache stale: " + "; ".join(stale) if stale else None
 
     def synced_after(self, reflector: _Reflector) -> bool:
         """Whether the cache is complete once `reflector` has finished its first list."""
@@ -400,53 +518,41 @@ class KubernetesSource:
         reflectors = [*self._reflectors, *list(self._watched.values())]
         for reflector in reflectors:
             reflector.interrupt()
+        deadline = time.monotonic() + STOP_SECONDS  # daemon threads: never hold the process's exit for long
         for reflector in reflectors:
             if reflector.thread.is_alive():
-                reflector.thread.join(timeout=2.0)
+                reflector.thread.join(timeout=max(0.0, deadline - time.monotonic()))
 
     def live_namespace(self, namespace: str) -> LiveNamespace:
-        """One get + one list, each with a short timeout; updates the cache with what was read."""
+        """One get + one list (+ the coverage sources), each with a short timeout; merged into the cache
+        object by object (see merge_live), so it never overwrites newer watch state."""
         try:
-            info: NamespaceInfo | None
+            namespace_obj: Mapping[str, Any] | None
             try:
                 response: Any = self._core.read_namespace(
                     namespace, _preload_content=False, _request_timeout=LIVE_READ_TIMEOUT
                 )
-                info = parse_namespace(json.loads(response.data))
+                namespace_obj = json.loads(response.data)
             except Exception as error:
                 if getattr(error, "status", None) != 404:
                     raise
-                info = None
+                namespace_obj = None
             listing: Any = self._networking.list_namespaced_network_policy(
                 namespace, _preload_content=False, _request_timeout=LIVE_READ_TIMEOUT
             )
-            items = json.loads(listing.data).get("items") or []
+            body = json.loads(listing.data)
+            if not isinstance(body, Mapping) or (namespace_obj is not None and not isinstance(namespace_obj, Mapping)):
+                raise ValueError("the API server's answer is not an object")
             sources = self._live_sources(namespace)
+            with self.write_lock:
+                for kind, found in sources:
+                    if not kind.namespaced:
+                        self.state.replace_source_policies(found, kinds=[kind.kind])
+                self.state.replace_namespace_sources(
+                    namespace, [p for kind, found in sources if kind.namespaced for p in found])
+                return merge_live(self.state, self.versions, namespace, namespace_obj, body)
         except Exception as error:
             raise LiveReadError(f"live read of namespace {namespace} failed: {_short(error)}") from None
-        # A policy we cannot read never hides the rest of the namespace: judge on the readable ones, name it.
-        policies: list[NetworkPolicy] = []
-        unreadable: dict[str, str] = {}
-        for item in items:
-            if not isinstance(item, Mapping):
-                continue
-            try:
-                policies.append(parse_network_policy(item, namespace))
-            except ObjectError as error:
-                metadata = item.get("metadata") or {}
-                unreadable[str(metadata.get("name", "")) if isinstance(metadata, Mapping) else ""] = str(error)
-        with self.write_lock:
-            for kind, found in sources:
-                if not kind.namespaced:
-                    self.state.replace_source_policies(found, kinds=[kind.kind])
-            self.state.replace_namespace_sources(
-                namespace, [p for kind, found in sources if kind.namespaced for p in found])
-            self.state.replace_policies(namespace, policies, unreadable)
-            if info is not None:
-                self.state.set_namespace(info)
-            else:
-                self.state.remove_namespace(namespace)
-        return LiveNamespace(info, policies, unreadable)
 
     def _live_sources(self, namespace: str) -> list[tuple[SourceKind, list[SourcePolicy]]]:
         """The watched coverage-source kinds read live: cluster-scoped ones whole, namespaced ones in `namespace`."""

@@ -248,7 +248,15 @@ class ServerSettings(_Strict):
     cert_dir: str = Field(default="/etc/netpol-guard/tls", alias="certDir")
     kubeconfig: str | None = None
     state: str | None = None
+    # A PEM CA bundle: clients (the API server) must present a certificate it signed, or the TLS handshake fails.
+    client_ca: str | None = Field(default=None, alias="clientCA")
     max_body_bytes: int = Field(default=3 * 1024 * 1024, ge=1024, alias="maxBodyBytes")
+    # Overload bounds (see webhook/server/overload.py and the README's sizing section): reviews in progress
+    # beyond the first get HTTP 429; bodies over 64 KiB share a byte budget so giant ones cannot OOM the pod.
+    max_concurrent_reviews: int = Field(default=128, ge=1, le=100_000, alias="maxConcurrentReviews")
+    max_inflight_body_bytes: int = Field(default=4 * 1024 * 1024, ge=64 * 1024, alias="maxInflightBodyBytes")
+    # The watch failing for longer than this makes the cache stale: /readyz not ready, cache_synced 0.
+    cache_stale_seconds: float = Field(default=120.0, gt=0, alias="cacheStaleSeconds")
     # Seconds between re-reads of the certificate files (rotation without restart).
     cert_reload_seconds: float = Field(default=10.0, gt=0, alias="certReloadSeconds")
     # Seconds between API discoveries of the coverage-source kinds (a CRD installed later is picked up).

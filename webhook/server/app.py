@@ -22,9 +22,10 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from webhook.cluster import ClusterSource
-from webhook.core.config import Config
-from webhook.errors import BadReview
+from webhook.core.config import Config, ServerSettings
+from webhook.errors import MAX_TEXT_CHARS, BadReview, clip_text, describe_bug
 from webhook.server.metrics import Metrics
+from webhook.server.overload import LARGE_WAIT, SMALL_BODY, ByteBudget, Overloaded
 from webhook.server.review import parse_review, review_response
 from webhook.server.service import Service
 
@@ -32,6 +33,7 @@ from webhook.server.service import Service
 # its 413 instead of a reset connection; past it we answer and close.
 DRAIN_FACTOR = 4
 JSON = "application/json"
+ERROR_BODY_CHARS = MAX_TEXT_CHARS - 64  # room for {"error": ...} and escapes within 4 KiB
 
 log = structlog.get_logger("netpol_guard")
 
@@ -59,29 +61,55 @@ def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
-    return _json({"error": message}, status, headers)
+    return _json({"error": clip_text(message, ERROR_BODY_CHARS)}, status, headers)
+
+
+async def _send_error(send: Send, status: int, message: str, extra: tuple[tuple[bytes, bytes], ...] = ()) -> None:
+    """An error body of at most 4 KiB, whatever the message quotes."""
+    await _send_json(send, status, {"error": clip_text(message, ERROR_BODY_CHARS)}, extra)
 
 
 class Routes:
-    """The HTTP face of one `Service`."""
+    """The HTTP face of one `Service`, with the overload bounds of `webhook.server.overload`."""
 
-    def __init__(self, service: Service, max_body: int) -> None:
+    def __init__(self, service: Service, settings: ServerSettings) -> None:
         self.service = service
-        self.max_body = max_body
+        self.max_body = settings.max_body_bytes
+        self.max_reviews = settings.max_concurrent_reviews
+        self.budget = ByteBudget(max(settings.max_inflight_body_bytes, self.max_body))
+        self.in_progress = 0
 
     async def validate(self, scope: Scope, receive: Receive, send: Send) -> None:
         """POST /validate as a bare ASGI handler: the hot path skips routing, Request and Response objects."""
+        if self.in_progress >= self.max_reviews:
+            self.service.metrics.count_shed("maxConcurrentReviews")
+            await self._overloaded(send, receive, scope, "too many reviews in progress (server.maxConcurrentReviews)")
+            return
+        self.in_progress += 1
+        held = _Held()
+        try:
+            await self._validate(scope, receive, send, held)
+        finally:
+            self.in_progress -= 1
+            if held.bytes:
+                self.budget.release(held.bytes)
+
+    async def _validate(self, scope: Scope, receive: Receive, send: Send, held: _Held) -> None:
         service = self.service
         try:
-            body = await self._read_body(scope, receive)
+            body = await self._read_body(scope, receive, held)
         except TooLarge as error:
             log.warning("request rejected", error="body too large", limit=self.max_body)
             close = () if error.drained else ((b"connection", b"close"),)
-            await _send_json(send, 413, {"error": f"request body larger than {self.max_body} bytes "
-                                                  "(server.maxBodyBytes)"}, close)
+            await _send_error(send, 413, f"request body larger than {self.max_body} bytes (server.maxBodyBytes)",
+                              close)
+            return
+        except Overloaded as error:
+            service.metrics.count_shed("maxInflightBodyBytes")
+            await _send_error(send, 429, str(error), ((b"retry-after", b"1"), (b"connection", b"close")))
             return
         except BadReview as error:
-            await _send_json(send, 400, {"error": str(error)})
+            await _send_error(send, 400, str(error))
             return
         except ClientGone:
             return
@@ -90,23 +118,36 @@ class Routes:
             review = parse_review(body)
         except BadReview as error:
             log.warning("request rejected", error=str(error))
-            await _send_json(send, 400, {"error": str(error)})
+            await _send_error(send, 400, str(error))
             return
+        del body  # the parsed review holds what we need; let a large body go before judging
         try:
             outcome = await service.judge(review)
         except BadReview as error:  # the object sent is malformed: bad input, named
             log.warning("request rejected", uid=review.uid, error=str(error))
-            await _send_json(send, 400, {"error": str(error)})
+            await _send_error(send, 400, str(error))
             return
-        except Exception as error:  # a bug must cost one fail-mode answer, not a 500
-            log.exception("judging failed", uid=review.uid)
+        except Exception as error:  # a bug must cost one fail-mode answer, not a 500 (nor a traceback)
+            log.error("judging failed", uid=review.uid, error=describe_bug(error))
             outcome = service.failure("the request", f"internal error ({type(error).__name__})")
         duration = time.perf_counter() - started
         try:
             service.record(review, outcome, duration)
-        except Exception:  # metrics or logging trouble must not cost the answer
-            log.exception("recording the decision failed", uid=review.uid)
+        except Exception as error:  # metrics or logging trouble must not cost the answer
+            log.error("recording the decision failed", uid=review.uid, error=describe_bug(error))
         await _send_json(send, 200, review_response(review.uid, outcome))
+
+    async def _overloaded(self, send: Send, receive: Receive, scope: Scope, message: str) -> None:
+        """429 at once; a small body is read and dropped so the connection stays usable, a large one closes it."""
+        try:
+            declared = _content_length(scope)
+        except BadReview:
+            declared = None
+        close: tuple[tuple[bytes, bytes], ...] = ((b"connection", b"close"),)
+        if declared is not None and declared <= SMALL_BODY and await self._drain(receive, 0, declared, SMALL_BODY):
+            close = ()
+        log.warning("request shed", error=message)
+        await _send_error(send, 429, message, ((b"retry-after", b"1"), *close))
 
     async def healthz(self, _: Request) -> Response:
         return PlainTextResponse("ok")
@@ -119,17 +160,20 @@ class Routes:
 
     async def metrics(self, _: Request) -> Response:
         metrics = self.service.metrics
+        metrics.in_progress.set(self.in_progress)
+        metrics.inflight_bytes.set(self.budget.used)
         return Response(metrics.render(self.service.source, self.service.engine), media_type=metrics.content_type)
 
     # ----- reading -----
-    async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
-        for name, value in scope["headers"]:
-            if name == b"content-length":
-                if not value.isdigit():
-                    raise BadReview("invalid Content-Length")
-                if int(value) > self.max_body:  # refuse before reading a byte of it
-                    raise TooLarge(await self._drain(receive, 0, int(value)))
-                break
+    async def _read_body(self, scope: Scope, receive: Receive, held: _Held) -> bytes:
+        """The whole body, counted while read: a large one first reserves its bytes from the budget."""
+        declared = _content_length(scope)
+        if declared is not None:
+            if declared > self.max_body:  # refuse before reading a byte of it
+                raise TooLarge(await self._drain(receive, 0, declared, self.max_body * DRAIN_FACTOR))
+            if declared > SMALL_BODY:
+                await self.budget.reserve(declared, LARGE_WAIT)
+                held.bytes = min(declared, self.budget.capacity)
         chunks: list[bytes] = []
         size = 0
         more = True
@@ -141,13 +185,17 @@ class Routes:
             more = message.get("more_body", False)
             size += len(chunk)
             if size > self.max_body:  # a chunked body has no Content-Length: cap while reading
-                raise TooLarge(not more or await self._drain(receive, size, None))
+                raise TooLarge(not more or await self._drain(receive, size, None, self.max_body * DRAIN_FACTOR))
+            if declared is None and size > SMALL_BODY and size > held.bytes:  # chunked: reserve as it grows
+                step = max(size - held.bytes, SMALL_BODY)
+                await self.budget.reserve(step, LARGE_WAIT)
+                held.bytes += step
             chunks.append(chunk)
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
-    async def _drain(self, receive: Receive, seen: int, declared: int | None) -> bool:
-        """Read and drop the rest of an oversize body (bounded), so the client reads our 413 cleanly."""
-        cap = self.max_body * DRAIN_FACTOR
+    async def _drain(self, receive: Receive, seen: int, declared: int | None, cap: int) -> bool:
+        """Read and drop the rest of a body we will not judge (at most `cap` bytes), so the client reads
+        our answer cleanly; False when the connection must close instead."""
         if declared is not None and declared > cap:
             return False
         while True:
@@ -159,6 +207,25 @@ class Routes:
                 return False
             if not message.get("more_body", False):
                 return True
+
+
+class _Held:
+    """Budget bytes one request holds, returned when it is answered."""
+
+    __slots__ = ("bytes",)
+
+    def __init__(self) -> None:
+        self.bytes = 0
+
+
+def _content_length(scope: Scope) -> int | None:
+    """The declared body size; raises BadReview when the header is not a number."""
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            if not value.isdigit():
+                raise BadReview("invalid Content-Length")
+            return int(value)
+    return None
 
 
 class _FastPath:
@@ -183,7 +250,7 @@ def create_app(config: Config, source: ClusterSource) -> FastAPI:
     """A fresh app (own engine, own metrics registry) answering from `source`."""
     metrics = Metrics()
     service = Service(config, source, metrics)
-    routes = Routes(service, config.server.max_body_bytes)
+    routes = Routes(service, config.server)
     app = FastAPI(title="netpol-guard", docs_url=None, redoc_url=None, openapi_url=None)
     # Plain Starlette routes: no pydantic request models or dependency injection on the hot path.
     # POST /validate is answered by _FastPath before routing; the route stays so other methods get a 405.
@@ -198,7 +265,7 @@ def create_app(config: Config, source: ClusterSource) -> FastAPI:
         return _error(error.status_code, str(error.detail), dict(error.headers) if error.headers else None)
 
     async def unexpected(_: Request, error: Exception) -> Response:
-        structlog.get_logger("netpol_guard").error("unhandled error", exc_info=error)
+        log.error("unhandled error", error=describe_bug(error))
         return _error(503, "internal error; see the netpol-guard log")
 
     app.add_exception_handler(StarletteHTTPException, http_error)

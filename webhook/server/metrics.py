@@ -41,6 +41,18 @@ class Metrics:
         self.cache_objects = Gauge(
             "netpol_guard_cache_objects", "Objects held in the cluster cache.", ["kind"], registry=self.registry,
         )
+        self.shed = Counter(
+            "netpol_guard_shed_total", "Reviews answered 429 because an overload bound was reached, by bound.",
+            ["bound"], registry=self.registry,
+        )
+        self.in_progress = Gauge(
+            "netpol_guard_reviews_in_progress", "Reviews being read, waiting or judged (at scrape time).",
+            registry=self.registry,
+        )
+        self.inflight_bytes = Gauge(
+            "netpol_guard_inflight_body_bytes", "Bytes of large bodies reserved in the budget (at scrape time).",
+            registry=self.registry,
+        )
         self.cache_unreadable = Gauge(
             "netpol_guard_cache_unreadable_objects",
             "Objects that exist in the cluster but netpol-guard cannot read (see the log); decisions about their "
@@ -61,6 +73,9 @@ class Metrics:
         if child is None:
             child = self._request_children[key] = self.requests.labels(*key)
         child.inc()
+
+    def count_shed(self, bound: str) -> None:
+        self.shed.labels(bound).inc()
 
     def count_violation(self, rule: str, action: str) -> None:
         key = (rule, action)

@@ -1,27 +1,33 @@
 """The AdmissionReview boundary: parse a body into a `Review`, build the response from an `Outcome`.
 
 Pure functions over bytes and plain data (no server, no cluster), so every quirk of
-hostile or hand-written input is unit-testable. The hot path takes the raw body and
-`json.loads` it: an AdmissionReview carries whole Kubernetes objects, and validating
-them with pydantic models would cost more than the decision itself.
+hostile or hand-written input is unit-testable. The envelope (`apiVersion`, `kind`,
+`request.uid/kind/resource/.../options`) is validated with declared types (a pydantic
+TypeAdapter over TypedDicts, parsing the JSON in the same pass); `object` and `oldObject`
+stay plain dicts, because the core parses them and names their bad fields itself, and
+modelling whole Kubernetes objects would cost more than the decision. Any mismatch is a
+BadReview (HTTP 400) naming the field, never echoing the value.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any, Literal, Required
+
+from pydantic import ConfigDict, StringConstraints, TypeAdapter, ValidationError, with_config
+from typing_extensions import TypedDict
 
 from webhook.core.config import Config
 from webhook.core.engine import JUDGED_KINDS, Decision, Operation, User
 from webhook.core.engine import Request as AdmissionRequest
 from webhook.core.errors import ObjectError
 from webhook.core.objects import name_of, namespace_of
-from webhook.errors import BadReview
+from webhook.errors import MAX_VALUE_CHARS, BadReview, clip, clip_repr, clip_text
 
 API_VERSION = "admission.k8s.io/v1"
 OPERATIONS: frozenset[str] = frozenset(("CREATE", "UPDATE", "DELETE", "CONNECT"))
+MAX_PROBLEMS = 5  # validation problems named in one 400
+MAX_WARNINGS = 32  # the API server keeps at most 4 KiB of warnings anyway
 
 __all__ = ["API_VERSION", "OPERATIONS", "BadReview", "Outcome", "Review", "failure_outcome", "outcome_of",
            "parse_review", "review_response"]
@@ -51,90 +57,141 @@ class Outcome:
     error: str | None = None
 
 
+# ----- the envelope, as declared types -----
+# Bounds the API server never comes near (uids are 36 characters, names at most 253, kinds short);
+# past them the request is not from an API server, and refusing it keeps every value we echo small.
+# Strict: no coercion ("true" is not a boolean, 1 is not a string); unknown envelope fields are ignored.
+_STRICT = ConfigDict(strict=True)
+_Short = Annotated[str, StringConstraints(max_length=MAX_VALUE_CHARS)]
+_Names = Annotated[str, StringConstraints(max_length=253)]
+
+
+@with_config(_STRICT)
+class _GroupVersionKind(TypedDict, total=False):
+    group: _Short
+    version: _Short
+    kind: Required[_Short]
+
+
+@with_config(_STRICT)
+class _GroupVersionResource(TypedDict, total=False):
+    group: _Short
+    version: _Short
+    resource: _Short
+
+
+@with_config(_STRICT)
+class _UserInfo(TypedDict, total=False):
+    username: str | None
+    uid: str | None
+    groups: list[str] | None
+    extra: dict[str, list[str] | None] | None
+
+
+@with_config(_STRICT)
+class _Request(TypedDict, total=False):
+    uid: Required[Annotated[_Short, StringConstraints(min_length=1)]]
+    kind: Required[_GroupVersionKind]
+    resource: _GroupVersionResource | None
+    subResource: _Short | None
+    requestKind: _GroupVersionKind | None
+    requestResource: _GroupVersionResource | None
+    requestSubResource: _Short | None
+    name: _Names | None
+    namespace: _Names | None
+    operation: Required[Literal["CREATE", "UPDATE", "DELETE", "CONNECT"]]
+    userInfo: _UserInfo | None
+    object: dict[str, Any] | None  # the objects stay plain dicts: the core parses (and names) their fields
+    oldObject: dict[str, Any] | None
+    dryRun: bool | None
+    options: dict[str, Any] | None
+
+
+@with_config(_STRICT)
+class _AdmissionReview(TypedDict):
+    apiVersion: Literal["admission.k8s.io/v1"]
+    kind: Literal["AdmissionReview"]
+    request: _Request
+
+
+_ENVELOPE = TypeAdapter(_AdmissionReview)
+
+
 def parse_review(body: bytes) -> Review:
-    """Read an AdmissionReview admission.k8s.io/v1 body; raises BadReview naming what is wrong."""
+    """Read an AdmissionReview admission.k8s.io/v1 body; raises BadReview naming the field that is wrong."""
     try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise BadReview(f"malformed JSON: {error}") from None
-    except RecursionError:
-        raise BadReview("malformed JSON: nested too deeply") from None
-    if not isinstance(data, dict):
-        raise BadReview(f"the body must be a JSON object (an AdmissionReview), not {type(data).__name__}")
-    kind = data.get("kind")
-    if kind != "AdmissionReview":
-        raise BadReview(f"not an AdmissionReview (kind is {kind!r})")
-    api_version = data.get("apiVersion")
-    if api_version != API_VERSION:
-        raise BadReview(f"unsupported apiVersion {api_version!r}: netpol-guard answers {API_VERSION} only "
-                        "(set admissionReviewVersions: [v1] in the webhook configuration)")
-    request = data.get("request")
-    if not isinstance(request, dict):
-        raise BadReview("missing 'request' (an AdmissionReview request object)")
-    uid = request.get("uid")
-    if not isinstance(uid, str) or not uid:
-        raise BadReview("missing 'request.uid'")
-    kind_info = request.get("kind")
-    object_kind = kind_info.get("kind") if isinstance(kind_info, dict) else None
-    if not isinstance(object_kind, str) or not object_kind:
-        raise BadReview("missing 'request.kind.kind'")
-    operation = request.get("operation")
-    if operation not in OPERATIONS:
-        raise BadReview(f"request.operation must be one of CREATE, UPDATE, DELETE, CONNECT, not {operation!r}")
+        data = _ENVELOPE.validate_json(body)
+    except ValidationError as error:
+        raise BadReview(_describe(error)) from None
+    except (ValueError, RecursionError, MemoryError):  # pragma: no cover - pydantic reports these as errors
+        raise BadReview("malformed JSON") from None
+    request = data["request"]
+    object_kind = request["kind"]["kind"]
+    if not object_kind:
+        raise BadReview("request.kind.kind: must not be empty")
+    operation: Operation = request["operation"]
+    obj, old = request.get("object"), request.get("oldObject")
     # Hand-written reviews may omit request.namespace or request.name: take them from the object then.
     try:
-        namespace = _optional_str(request, "namespace") or namespace_of(request.get("object")) \
-            or namespace_of(request.get("oldObject"))
-    except ObjectError as error:
+        namespace = request.get("namespace") or clip(namespace_of(obj) or namespace_of(old), 253)
+    except ObjectError as error:  # metadata.namespace that is not a string: never judged as `default`
         raise BadReview(f"request.object: {error}") from None
-    name = _optional_str(request, "name") or name_of(request.get("object"), generated=False) \
-        or name_of(request.get("oldObject"), generated=False)
-    obj, old = request.get("object"), request.get("oldObject")
-    if obj is not None and not isinstance(obj, dict):
-        raise BadReview("request.object must be an object")
-    if old is not None and not isinstance(old, dict):
-        raise BadReview("request.oldObject must be an object")
+    name = request.get("name") or clip(name_of(obj, generated=False) or name_of(old, generated=False), 253)
     if obj is None and operation in ("CREATE", "UPDATE") and object_kind in JUDGED_KINDS:
-        raise BadReview(f"missing 'request.object' (required for {operation} of a {object_kind})")
+        raise BadReview(f"request.object: required for {operation} of a {object_kind}")
     user_info = request.get("userInfo") or {}
-    if not isinstance(user_info, dict):
-        raise BadReview("request.userInfo must be an object")
-    username = user_info.get("username") or ""
-    groups = user_info.get("groups") or []
-    if not isinstance(username, str) or not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
-        raise BadReview("request.userInfo: username must be a string and groups a list of strings")
-    dry_run = request.get("dryRun")
-    if dry_run is not None and not isinstance(dry_run, bool):
-        raise BadReview("request.dryRun must be a boolean")
-    op: Operation = operation
     return Review(
-        uid=uid,
+        uid=request["uid"],
         request=AdmissionRequest(
-            kind=object_kind, operation=op, namespace=namespace, name=name, object=obj, old_object=old,
-            user=User(username, frozenset(groups)), dry_run=bool(dry_run),
+            kind=object_kind, operation=operation, namespace=namespace, name=name, object=obj, old_object=old,
+            user=User(user_info.get("username") or "", frozenset(user_info.get("groups") or ())),
+            dry_run=bool(request.get("dryRun")),
         ),
-        sub_resource=_optional_str(request, "subResource"),
+        sub_resource=request.get("subResource") or "",
     )
 
 
-def _optional_str(data: Mapping[str, Any], key: str) -> str:
-    value = data.get(key)
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise BadReview(f"request.{key} must be a string")
-    return value
+def _describe(error: ValidationError) -> str:
+    """The first few problems, each as `field.path: what is wrong` (quoting a value only for kind and
+    apiVersion, clipped; pydantic's messages never quote the input)."""
+    problems = []
+    for item in error.errors(include_url=False, include_context=False)[:MAX_PROBLEMS]:
+        loc = item["loc"]
+        if item["type"] == "json_invalid":
+            problems.append(f"malformed JSON: {item['msg'].removeprefix('Invalid JSON: ')}")
+            continue
+        if loc == ("kind",):
+            problems.append(f"kind: not an AdmissionReview (kind is {clip_repr(item.get('input'))})")
+            continue
+        if loc == ("apiVersion",):
+            problems.append(f"apiVersion: unsupported apiVersion {clip_repr(item.get('input'))}: netpol-guard "
+                            f"answers {API_VERSION} only (set admissionReviewVersions: [v1] in the webhook "
+                            "configuration)")
+            continue
+        where = "".join(f"[{part}]" if isinstance(part, int) else f".{clip(str(part), 64)}" for part in loc)
+        where = where.lstrip(".") or "(body)"
+        message = item["msg"]
+        if not loc:
+            message = "the body must be a JSON object (an AdmissionReview)"
+        elif item["type"] in ("dict_type", "model_type", "typed_dict_type"):
+            message = "must be an object"
+        elif item["type"] == "missing":
+            message = "required"
+        problems.append(f"{where}: {message}")
+    more = error.error_count() - len(problems)
+    return "; ".join(problems) + (f" (and {more} more)" if more > 0 else "")
 
 
 def review_response(uid: str, outcome: Outcome) -> dict[str, Any]:
     """The AdmissionReview we send back for `outcome`."""
     response: dict[str, Any] = {"uid": uid, "allowed": outcome.allowed}
+    # Messages quote names, labels and fields of the object: bound each quoted value and each message.
     if not outcome.allowed:
-        response["status"] = {"code": 403, "reason": "Forbidden", "message": outcome.message or "denied"}
+        response["status"] = {"code": 403, "reason": "Forbidden", "message": clip_text(outcome.message or "denied")}
     if outcome.warnings:
-        response["warnings"] = outcome.warnings
+        response["warnings"] = [clip_text(warning) for warning in outcome.warnings[:MAX_WARNINGS]]
     if outcome.annotations:
-        response["auditAnnotations"] = outcome.annotations
+        response["auditAnnotations"] = {key: clip_text(value) for key, value in outcome.annotations.items()}
     return {"apiVersion": API_VERSION, "kind": "AdmissionReview", "response": response}
 
 

@@ -3,23 +3,25 @@
 No HTTP here: `webhook.server.app` reads bodies and sends answers; `webhook.server.review`
 parses and builds them. The engine runs in the event loop (it is a few dictionary
 lookups); only the live confirm before a deny goes to a thread, because it waits on the
-API server. Any failure to judge a well-formed review becomes the configured fail-mode
-answer (deny by default) saying why.
+API server (shared per namespace and run on its own pool: `webhook.server.confirm`).
+Any failure to judge a well-formed review becomes the configured fail-mode answer (deny by
+default) saying why.
 """
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import structlog
 
 from webhook.cluster import ClusterSource
+from webhook.cluster.source import LiveNamespace
 from webhook.core.config import Config
 from webhook.core.engine import JUDGED_KINDS, Decision, Engine
 from webhook.core.netpol import parse_network_policy
 from webhook.core.state import ClusterView
-from webhook.errors import BadReview, LiveReadError, ObjectError
+from webhook.errors import BadReview, LiveReadError, ObjectError, clip, clip_text
+from webhook.server.confirm import LiveConfirm
 from webhook.server.metrics import Metrics
 from webhook.server.pending import NamespaceLocks, PendingRemovals
 from webhook.server.review import Outcome, Review, failure_outcome, outcome_of
@@ -37,6 +39,13 @@ class Service:
         self.metrics = metrics
         self.locks = NamespaceLocks()
         self.pending = PendingRemovals()
+        self.live = LiveConfirm(source.live_namespace, self._cached_namespace)
+
+    def _cached_namespace(self, namespace: str) -> LiveNamespace:
+        """The cache's view of a namespace now (a recent live read merged with the watch events since)."""
+        state = self.source.state
+        return LiveNamespace(state.namespace(namespace), list(state.policies(namespace)),
+                             dict(state.unreadable(namespace)))
 
     # ----- readiness -----
     def not_ready_reason(self) -> str | None:
@@ -93,7 +102,7 @@ class Service:
         """Re-judge with `namespace` as the API server has it now, so a policy applied a moment ago counts."""
         request = review.request
         try:
-            live = await asyncio.to_thread(self.source.live_namespace, namespace)
+            live = await self.live.namespace(namespace)  # shared per namespace, see confirm.py
         except LiveReadError as error:
             why = f"{error}; the cached view would deny: {decision.deny_message()}"
             return self.failure("the cluster state", why), None
@@ -120,7 +129,10 @@ class Service:
 
     # ----- recording -----
     def record(self, review: Review, outcome: Outcome, duration: float) -> None:
-        """Metrics and one log line per decision; never the object, never credentials."""
+        """Metrics and one log line per decision; never the object, never credentials.
+
+        Every value here is bounded already (the envelope's by parse_review; the user and the error
+        clipped here), so the logging processor that clips other lines skips this one."""
         request = review.request
         kind = request.kind if request.kind in JUDGED_KINDS else "other"
         self.metrics.count_request(kind, request.operation, outcome.decision, outcome.mode)
@@ -129,10 +141,11 @@ class Service:
             self.metrics.count_violation(rule, action)
         log.info(
             "decision", uid=review.uid, kind=request.kind, namespace=request.namespace, name=request.name,
-            operation=request.operation, user=request.user.username, dry_run=request.dry_run,
+            operation=request.operation, user=clip(request.user.username), dry_run=request.dry_run,
             decision=outcome.decision, mode=outcome.mode, rules=list(outcome.rules),
             duration_ms=round(duration * 1000, 3),
-            **_optional(exempt=outcome.exempt, confirmed=outcome.confirmed or None, error=outcome.error),
+            **_optional(exempt=outcome.exempt, confirmed=outcome.confirmed or None,
+                        error=clip_text(outcome.error, 1024) if outcome.error else None),
         )
 
 

@@ -148,6 +148,29 @@ class CertificateReloader:
                 log.exception("certificate reload failed")
 
 
+def require_client_certificates(context: ssl.SSLContext, ca_file: str) -> str:
+    """Refuse, at the TLS handshake, every client without a certificate signed by the CA in `ca_file`.
+
+    For `serve --client-ca` (config `server.clientCA`): the API server presents its certificate when its
+    AdmissionConfiguration's `kubeConfigFile` names one for our Service (see the README). Read at start;
+    a new client CA needs a restart. Returns a description for the start-up log line.
+    """
+    try:
+        pem = Path(ca_file).read_bytes()
+    except OSError as error:
+        raise TLSError(f"--client-ca {ca_file}: {error.strerror or error}") from None
+    try:
+        authorities = x509.load_pem_x509_certificates(pem)
+    except ValueError:
+        raise TLSError(f"--client-ca {ca_file}: not a PEM certificate (bundle)") from None
+    try:
+        context.load_verify_locations(cadata=pem.decode("ascii"))
+    except (ssl.SSLError, UnicodeDecodeError) as error:
+        raise TLSError(f"--client-ca {ca_file}: cannot use it: {_reason(error)}") from None
+    context.verify_mode = ssl.CERT_REQUIRED
+    return ", ".join(authority.subject.rfc4514_string() for authority in authorities)
+
+
 def _digest(cert: bytes, key: bytes) -> bytes:
     return hashlib.sha256(cert + b"\0" + key).digest()
 
