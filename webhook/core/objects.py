@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from webhook.core.errors import ObjectError
+from webhook.core.errors import ObjectError, clip_repr
 
 # The API server sets this label on every namespace (since 1.21) to the namespace's name; selectors may use it.
 NAME_LABEL = "kubernetes.io/metadata.name"
@@ -64,7 +64,7 @@ def namespace_of(obj: Mapping[str, Any] | None, default: str = "") -> str:
     metadata = obj.get("metadata") if isinstance(obj, Mapping) else None
     value = metadata.get("namespace") if isinstance(metadata, Mapping) else None
     if value is not None and not isinstance(value, str):
-        raise ObjectError("metadata.namespace", f"must be a string, not {value!r}")
+        raise ObjectError("metadata.namespace", f"must be a string, not {clip_repr(value)}")
     return value or default
 
 
@@ -89,12 +89,12 @@ def check_metadata(kind: str, obj: Mapping[str, Any]) -> None:
         if value is None or value == "":
             continue
         if not isinstance(value, str):
-            raise ObjectError(f"metadata.{field}", f"must be a string, not {value!r}")
+            raise ObjectError(f"metadata.{field}", f"must be a string, not {clip_repr(value)}")
         # generateName is a prefix: a trailing '-' is fine, the API server appends random characters to it.
         text = value[:-1] + "a" if field == "generateName" and value.endswith("-") else value
         pattern, limit = (_DNS1123_LABEL, 63) if label else (_DNS1123_SUBDOMAIN, 253)
         if len(text) > limit or not pattern.fullmatch(text):
             what = "a DNS-1123 label" if label else "a DNS-1123 subdomain"
             rule = "lower-case letters, digits and '-'" + ("" if label else ", dot-separated")
-            raise ObjectError(f"metadata.{field}", f"{value!r} is not {what} ({rule}, starting and ending with a "
-                                                   f"letter or digit, at most {limit} characters)")
+            raise ObjectError(f"metadata.{field}", f"{clip_repr(value)} is not {what} ({rule}, starting and "
+                                                   f"ending with a letter or digit, at most {limit} characters)")
