@@ -53,7 +53,7 @@ e2e: binaries crds
 	$(BIN)/python -m pytest tests/e2e
 
 # Benchmarks print numbers; they are not tests. Engine, service over TLS, overload (3 MB review storm),
-# per-API-call latency through kube-apiserver, kubectl apply latency.
+# per-API-call latency through kube-apiserver, kubectl apply latency, generation.
 bench: binaries
 	$(BIN)/python -m tests.bench.bench_engine
 	$(BIN)/python -m tests.bench.bench_sources
@@ -61,6 +61,7 @@ bench: binaries
 	$(BIN)/python -m tests.bench.bench_overload
 	$(BIN)/python tests/bench/bench_admission_latency.py
 	$(BIN)/python tests/bench/bench_apply.py
+	$(BIN)/python tests/bench/bench_generate.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -3,6 +3,10 @@
 Every object is judged as a CREATE in a cluster holding the Namespaces and
 NetworkPolicies found in the same inputs (order does not matter, as with
 `kubectl apply` of a bundle whose policies were applied first).
+
+With `--generate`, the Namespaces in the inputs that generation would cover get the
+generated policies added to that cluster first (webhook.core.generate decides which and
+what, as for the generator itself), and the output says which objects were judged so.
 """
 
 from __future__ import annotations
@@ -14,8 +18,10 @@ from dataclasses import dataclass, replace
 from webhook.core.config import Config
 from webhook.core.engine import Decision, Engine, Request, User
 from webhook.core.errors import ObjectError
+from webhook.core.generate import Generation, Plan
+from webhook.core.netpol import parse_network_policy
 from webhook.core.sources import source_kind_of
-from webhook.core.state import ClusterView
+from webhook.core.state import ClusterState, ClusterView, parse_namespace
 from webhook.loading import InputError, Manifest, read_manifests, state_from_manifests
 
 # Built-in kinds that live outside namespaces: reported with namespace "" (never --namespace).
@@ -35,6 +41,7 @@ class CheckResult:
     decision: Decision
     # `audit` only: the object exists in the cluster but cannot be read (the API server would refuse it today).
     error: str | None = None
+    assumed: tuple[str, ...] | None = None  # check --generate: generated policies assumed in its namespace
 
     @property
     def allowed(self) -> bool:
@@ -54,12 +61,15 @@ class CheckResult:
         }
         if self.error is not None:
             data["error"] = self.error
+        if self.assumed is not None:
+            data["generated"] = list(self.assumed)
         return data
 
 
 @dataclass(frozen=True)
 class CheckReport:
     results: list[CheckResult]
+    generated: list[Plan] | None = None  # check --generate: the namespaces generation would cover
 
     @property
     def allowed(self) -> bool:
@@ -73,23 +83,54 @@ def run_check(
     default_namespace: str = "default",
     user: str = "",
     groups: Iterable[str] = (),
+    generate: bool = False,
 ) -> CheckReport:
-    """Read and judge; raises InputError (with file and document) for bad input."""
+    """Read and judge; raises InputError (with file and document) for bad input.
+
+    `generate`: judge as if generation were on (whatever `generate.enabled` says).
+    """
     # Judged as creations: the API server clears deletionTimestamp on create, so a manifest carrying one
     # must not be waved through as "being deleted".
     manifests = [_as_created(m) for m in read_manifests(paths)]
     if not manifests:
         raise InputError(f"no Kubernetes objects found in {', '.join(paths) or 'the inputs'}")
     state = state_from_manifests(manifests, default_namespace, config.coverage_sources)
+    plans = None
+    if generate:
+        config = config.model_copy(update={"generate": config.generate.model_copy(update={"enabled": True})})
+        plans = _add_generated(config, manifests, state)
+    assumed = {plan.namespace: plan.names for plan in plans or ()}
     engine = Engine(config, offline=True)
     requester = User(username=user, groups=frozenset(groups))
     results = []
     for manifest in manifests:
         try:
-            results.append(judge_as_created(engine, state, manifest, default_namespace, requester))
+            result = judge_as_created(engine, state, manifest, default_namespace, requester)
         except ObjectError as error:
             raise InputError(f"{manifest.where}: {manifest.kind} {manifest.name}: {error}") from None
-    return CheckReport(results)
+        if plans is not None:
+            result = CheckResult(result.manifest, result.namespace, result.decision,
+                                 assumed=assumed.get(result.namespace, ()))
+        results.append(result)
+    return CheckReport(results, plans)
+
+
+def _add_generated(config: Config, manifests: list[Manifest], state: ClusterState) -> list[Plan]:
+    """Plan generation for each Namespace in the inputs, and add what it would create to `state`."""
+    generation = Generation(config)
+    plans = []
+    seen: set[str] = set()
+    for manifest in manifests:
+        if manifest.kind != "Namespace" or manifest.name in seen:
+            continue
+        seen.add(manifest.name)
+        info = state.namespace(manifest.name) or parse_namespace(manifest.obj)
+        plan = generation.plan(info, state.coverage(info.name))
+        if plan.policies:
+            for obj in plan.policies:
+                state.set_policy(parse_network_policy(obj, info.name))
+            plans.append(plan)
+    return plans
 
 
 def _as_created(manifest: Manifest) -> Manifest:
@@ -113,7 +154,10 @@ def judge_as_created(engine: Engine, view: ClusterView, manifest: Manifest, defa
 
 def render(report: CheckReport, output: str) -> str:
     if output == "json":
-        return json.dumps({"results": [r.as_json() for r in report.results]}, indent=2) + "\n"
+        data: dict[str, object] = {"results": [r.as_json() for r in report.results]}
+        if report.generated is not None:
+            data["generated"] = [{"namespace": p.namespace, "policies": list(p.names)} for p in report.generated]
+        return json.dumps(data, indent=2) + "\n"
     return _table(report)
 
 
@@ -143,6 +187,9 @@ def _table(report: CheckReport) -> str:
             details.append(f"{violation.action.upper()} {result.manifest.where}\n  " +
                            violation.text.replace("\n", "\n  "))
         details.extend(f"NOTE {result.manifest.where}\n  {note}" for note in decision.notes)
+        if result.assumed:
+            details.append(f"NOTE {result.manifest.where}\n  judged as if netpol-guard had generated "
+                           f"{', '.join(result.assumed)} in namespace {result.namespace} (--generate)")
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
     denied = sum(1 for r in report.results if r.error is None and not r.decision.allowed)
@@ -153,6 +200,9 @@ def _table(report: CheckReport) -> str:
     if unreadable:
         summary += f", {unreadable} unreadable"
     text = "\n".join(lines) + "\n"
+    if report.generated is not None:
+        covered = [f"  {p.namespace}: {', '.join(p.names)}" for p in report.generated]
+        text += "\nGeneration (--generate) would create:\n" + ("\n".join(covered) if covered else "  nothing") + "\n"
     if details:
         text += "\n" + "\n".join(details) + "\n"
     return text + "\n" + summary + "\n"

@@ -41,6 +41,16 @@ class _Group(click.Group):
             ctx.exit(EXIT_INTERNAL)
 
 
+def _check_generated_policies(config: Config) -> None:
+    """Refuse a generate: section whose policies our own rules would refuse (exit 2, like any bad config)."""
+    from webhook.core.errors import ConfigError
+    from webhook.core.generate import own_rule_violations
+
+    problems = own_rule_violations(config)
+    if problems:
+        raise ConfigError("generate: the generated policies break netpol-guard's own rules\n" + "\n".join(problems))
+
+
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="netpol-guard")
 def main() -> None:
@@ -56,8 +66,10 @@ def main() -> None:
 @click.option("--mode", type=click.Choice(["enforce", "audit"]), help="Override the config's global mode.")
 @click.option("--user", default="", help="Judge as this requesting user (principal exemptions, admins).")
 @click.option("--group", "groups", multiple=True, help="Judge as a member of this group (repeatable).")
+@click.option("--generate", is_flag=True,
+              help="Judge as if generation were on: Namespaces in the inputs it would cover get its policies.")
 def check(paths: tuple[str, ...], config_path: str | None, output: str, namespace: str, mode: str | None,
-          user: str, groups: tuple[str, ...]) -> None:
+          user: str, groups: tuple[str, ...], generate: bool) -> None:
     """Judge manifests offline (files, directories, - for stdin).
 
     Each object is judged as if created in a cluster holding the Namespaces and
@@ -69,7 +81,10 @@ def check(paths: tuple[str, ...], config_path: str | None, output: str, namespac
     config = load_config(config_path)  # a ConfigError: exit 2 naming the field
     if mode is not None:
         config = config.model_copy(update={"mode": mode})
-    report = run_check(list(paths), config, default_namespace=namespace, user=user, groups=groups)
+    if generate:
+        _check_generated_policies(config)
+    report = run_check(list(paths), config, default_namespace=namespace, user=user, groups=groups,
+                       generate=generate)
     click.echo(render(report, output), nl=False)
     sys.exit(0 if report.allowed else EXIT_DENIED)
 
@@ -84,8 +99,11 @@ def check(paths: tuple[str, ...], config_path: str | None, output: str, namespac
 @click.option("--mode", type=click.Choice(["enforce", "audit"]), help="Override the config's global mode.")
 @click.option("--kubeconfig", help="Kubeconfig file (default: in-cluster config, then ~/.kube/config).")
 @click.option("--state", help="Take Namespaces and NetworkPolicies from manifests here instead of a cluster.")
+@click.option("--generate", is_flag=True, default=None,
+              help="Generate the default-deny in new namespaces (the Lease holder writes); as generate.enabled.")
 def serve(config_path: str | None, host: str | None, port: int | None, cert_dir: str | None,
-          client_ca: str | None, mode: str | None, kubeconfig: str | None, state: str | None) -> None:
+          client_ca: str | None, mode: str | None, kubeconfig: str | None, state: str | None,
+          generate: bool | None) -> None:
     """Run the HTTPS admission webhook (POST /validate, /healthz, /readyz, /metrics)."""
     from webhook.server.run import serve as run_server
 
@@ -99,6 +117,8 @@ def serve(config_path: str | None, host: str | None, port: int | None, cert_dir:
     updates: dict[str, Any] = {"server": config.server.model_copy(update=server_overrides)}
     if mode is not None:
         updates["mode"] = mode
+    if generate:
+        updates["generate"] = config.generate.model_copy(update={"enabled": True})
     sys.exit(run_server(config.model_copy(update=updates)))
 
 
@@ -142,6 +162,33 @@ def audit(config_path: str | None, kubeconfig: str | None, output: str, mode: st
     report = run_audit(config, kubeconfig)
     click.echo(render(report, output), nl=False)
     sys.exit(0 if report.allowed else EXIT_DENIED)
+
+
+@main.command()
+@click.option("--backfill", is_flag=True, help="Required: one pass over the namespaces that exist now.")
+@click.option("--dry-run", is_flag=True, help="List what would be created; change nothing.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Config YAML file.")
+@click.option("--kubeconfig", help="Kubeconfig file (default: in-cluster config, then ~/.kube/config).")
+@click.option("--output", "-o", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def generate(backfill: bool, dry_run: bool, config_path: str | None, kubeconfig: str | None, output: str) -> None:
+    """Create netpol-guard's default-deny in existing namespaces that generation governs.
+
+    New namespaces are handled by `serve --generate`; existing ones only by this explicit
+    backfill. Namespaces that are exempt, opted out, terminating or already covered get
+    nothing; nothing is ever updated or deleted. Exit 0: done; 2: usage or the cluster could
+    not be read; 3: some writes failed.
+    """
+    from webhook.generate import backfill as run_backfill
+    from webhook.generate import render_backfill
+
+    if not backfill:
+        raise click.UsageError("generate needs --backfill (new namespaces are handled by serve --generate)")
+    config = load_config(config_path)
+    config = config.model_copy(update={"generate": config.generate.model_copy(update={"enabled": True})})
+    _check_generated_policies(config)
+    results = run_backfill(config, kubeconfig, dry_run=dry_run)  # AuditError/KubeConfigError: exit 2
+    click.echo(render_backfill(results, output, dry_run), nl=False)
+    sys.exit(3 if any(r.error for r in results) else 0)
 
 
 @main.command()

@@ -533,3 +533,51 @@ def test_dockerfile_shape() -> None:
     assert not [rest for keyword, rest in final if keyword == "RUN"]  # no package installs, no build tools
     assert any("pip install --no-cache-dir ." in rest for keyword, rest in instructions if keyword == "RUN")
     assert not any("apt-get" in rest or "apk " in rest for _, rest in instructions)
+
+
+# --- the generate component --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def with_generate(kubectl_bin: Path, overlay: str, tmp_path: Path) -> tuple[Obj, ...]:
+    """An overlay of a user's: one of ours plus components/generate (kustomize wants relative paths)."""
+    (tmp_path / "manifests").symlink_to(MANIFESTS)
+    (tmp_path / "kustomization.yaml").write_text(
+        f"resources: [manifests/overlays/{overlay}]\ncomponents: [manifests/components/generate]\n")
+    proc = subprocess.run([str(kubectl_bin), "kustomize", str(tmp_path)], capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    return tuple(doc for doc in yaml.safe_load_all(proc.stdout) if doc is not None)
+
+
+def _granted(rules: list[Obj]) -> list[tuple[str, str, str, tuple[str, ...]]]:
+    return sorted((group, resource, verb, tuple(rule.get("resourceNames", ())))
+                  for rule in rules for group in rule["apiGroups"] for resource in rule["resources"]
+                  for verb in rule["verbs"])
+
+
+def test_generate_component_adds_only_its_write_rbac_and_the_flag(
+        rendered: tuple[Obj, ...], with_generate: tuple[Obj, ...]) -> None:
+    added = {(o["kind"], o["metadata"]["name"]) for o in with_generate} - \
+        {(o["kind"], o["metadata"]["name"]) for o in rendered}
+    assert added == {("ClusterRole", "netpol-guard-generate"), ("ClusterRoleBinding", "netpol-guard-generate"),
+                     ("Role", "netpol-guard-leader-election"), ("RoleBinding", "netpol-guard-leader-election")}
+    # The base role stays read-only; the writes live in their own roles.
+    assert _one(with_generate, "ClusterRole")["rules"] == _one(rendered, "ClusterRole")["rules"]
+    assert _granted(_one(with_generate, "ClusterRole", "netpol-guard-generate")["rules"]) == [
+        ("networking.k8s.io", "networkpolicies", "create", ())]
+    role = _one(with_generate, "Role", "netpol-guard-leader-election")
+    assert role["metadata"]["namespace"] == NAMESPACE
+    config = _config(with_generate)[1]
+    assert _granted(role["rules"]) == [
+        ("coordination.k8s.io", "leases", "create", ()),
+        ("coordination.k8s.io", "leases", "get", (config.generate.lease_name,)),
+        ("coordination.k8s.io", "leases", "update", (config.generate.lease_name,)),
+    ]
+    subject = [{"kind": "ServiceAccount", "name": "netpol-guard", "namespace": NAMESPACE}]
+    assert _one(with_generate, "ClusterRoleBinding", "netpol-guard-generate")["subjects"] == subject
+    binding = _one(with_generate, "RoleBinding", "netpol-guard-leader-election")
+    assert binding["subjects"] == subject and binding["metadata"]["namespace"] == NAMESPACE
+    args = _one(with_generate, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args == [*_one(rendered, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"], "--generate"]
+    assert config.namespace == NAMESPACE  # the Lease lives where the Role grants it

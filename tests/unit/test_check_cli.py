@@ -316,3 +316,60 @@ def test_quoted_number_port_and_bad_excepts_are_bad_input(tmp_path: Path) -> Non
         proc = run(str(tmp_path / "x.yaml"))
         assert proc.returncode == 2, rule
         assert f"document 3: NetworkPolicy np: {expected}" in proc.stderr, proc.stderr
+
+
+# ----- check --generate -----
+
+def _deployment(namespace: str) -> dict[str, Any]:
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": namespace},
+            "spec": {"selector": {"matchLabels": {"app": "web"}},
+                     "template": {"metadata": {"labels": {"app": "web"}},
+                                  "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}}
+
+
+def _ns(name: str, labels: dict[str, str] | None = None) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels or {}}}
+
+
+def test_generate_judges_namespaces_in_the_inputs_as_if_generated(tmp_path: Path) -> None:
+    file = write(tmp_path / "app.yaml", _ns("shop"), _deployment("shop"), _ns("own"), deny_all("own"),
+                 _deployment("own"), _deployment("elsewhere"))
+    assert run("-o", "json", str(file)).returncode == 1  # without --generate: shop and elsewhere are denied
+    proc = run("--generate", "-o", "json", str(file))
+    data = json.loads(proc.stdout)
+    assert data["generated"] == [{"namespace": "shop",
+                                  "policies": ["netpol-guard-default-deny", "netpol-guard-allow-dns"]}]
+    verdicts = {(r["kind"], r["namespace"]): (r["allowed"], r["generated"]) for r in data["results"]}
+    assert verdicts == {
+        ("Namespace", ""): (True, []),
+        ("Deployment", "shop"): (True, ["netpol-guard-default-deny", "netpol-guard-allow-dns"]),
+        ("NetworkPolicy", "own"): (True, []),
+        ("Deployment", "own"): (True, []),  # covered by its own deny-all: nothing generated
+        ("Deployment", "elsewhere"): (False, []),  # no Namespace in the inputs: not covered by generation
+    }
+    assert proc.returncode == 1
+
+
+def test_generate_skips_opted_out_and_exempt_namespaces_and_says_so_in_the_table(tmp_path: Path) -> None:
+    file = write(tmp_path / "app.yaml", _ns("out", {"netpol-guard.io/generate": "false"}), _deployment("out"),
+                 _ns("kube-public"), _ns("shop"), _deployment("shop"))
+    proc = run("--generate", "--group", "system:masters", str(file))
+    assert proc.returncode == 1, proc.stdout
+    assert "Generation (--generate) would create:\n  shop: netpol-guard-default-deny, netpol-guard-allow-dns\n" \
+        in proc.stdout
+    assert "judged as if netpol-guard had generated netpol-guard-default-deny, netpol-guard-allow-dns in " \
+           "namespace shop (--generate)" in proc.stdout
+    rows = [line.split() for line in proc.stdout.splitlines()[1:6]]
+    assert rows == [["ok", "Namespace", "out", "-", "-"],  # an admin may opt out
+                    ["DENY", "Deployment", "out/web", "ingress:no", "egress:no", "deny-all-coverage"],
+                    ["ok", "Namespace", "kube-public", "-", "-"],  # an admin may create it
+                    ["ok", "Namespace", "shop", "-", "-"],
+                    ["ok", "Deployment", "shop/web", "ingress:yes", "egress:yes", "-"]]
+
+
+def test_generate_refuses_a_dns_target_our_rules_would_refuse(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("generate: {dns: {namespaceSelector: {}, podSelector: {}}}\n")
+    proc = run("--generate", "--config", str(config), str(write(tmp_path / "a.yaml", _ns("shop"))))
+    assert proc.returncode == 2
+    assert "generated NetworkPolicy netpol-guard-allow-dns: any-namespace" in proc.stderr

@@ -240,6 +240,65 @@ class Rules(_Strict):
         return value
 
 
+def _kube_dns_namespace() -> Selector:
+    return Selector.model_validate({"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}})
+
+
+def _kube_dns_pods() -> Selector:
+    return Selector.model_validate({"matchLabels": {"k8s-app": "kube-dns"}})
+
+
+class DnsTarget(_Strict):
+    """Where the generated DNS allow lets pods send UDP/TCP 53: these pods in these namespaces."""
+
+    namespace_selector: Selector = Field(default_factory=_kube_dns_namespace, alias="namespaceSelector")
+    pod_selector: Selector = Field(default_factory=_kube_dns_pods, alias="podSelector")
+
+
+class OptOutLabel(_Strict):
+    key: str = "netpol-guard.io/generate"
+    value: str = "false"
+
+
+class GenerateSettings(_Strict):
+    """Generation of netpol-guard's default-deny (and a DNS allow) in new namespaces (opt-in)."""
+
+    enabled: bool = False
+    policy_name: str = Field(default="netpol-guard-default-deny", alias="policyName", min_length=1,
+                             max_length=253, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    allow_dns: bool = Field(default=True, alias="allowDNS")
+    dns_policy_name: str = Field(default="netpol-guard-allow-dns", alias="dnsPolicyName", min_length=1,
+                                 max_length=253, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    dns: DnsTarget = Field(default_factory=DnsTarget)
+    # Only namespaces matching this selector are governed (unset: every namespace that is not exempt).
+    namespace_selector: Selector | None = Field(default=None, alias="namespaceSelector")
+    # A namespace carrying this label is opted out; setting it is reserved to admin principals.
+    opt_out_label: OptOutLabel = Field(default_factory=OptOutLabel, alias="optOutLabel")
+    # The webhook's bounded wait for a governed namespace younger than youngNamespaceSeconds whose
+    # generated policy is not there yet (well under the webhook's 3 s timeout).
+    wait_seconds: float = Field(default=1.5, ge=0, le=2.5, alias="waitSeconds")
+    young_namespace_seconds: float = Field(default=10.0, ge=0, le=300, alias="youngNamespaceSeconds")
+    # How long the generator lets a new namespace's own bundle (e.g. its own deny-all) arrive first.
+    settle_seconds: float = Field(default=0.2, ge=0, le=2, alias="settleSeconds")
+    # Leader election on a coordination.k8s.io Lease in `namespace`: one replica writes.
+    lease_name: str = Field(default="netpol-guard-leader", alias="leaseName", min_length=1)
+    # Whole seconds: a Lease stores leaseDurationSeconds as an integer.
+    lease_duration_seconds: int = Field(default=15, ge=2, le=300, alias="leaseDurationSeconds")
+    renew_deadline_seconds: int = Field(default=10, ge=2, le=300, alias="renewDeadlineSeconds")
+    retry_period_seconds: int = Field(default=2, ge=1, le=60, alias="retryPeriodSeconds")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> GenerateSettings:
+        if self.allow_dns and self.dns_policy_name == self.policy_name:
+            raise ValueError("dnsPolicyName must differ from policyName")
+        # The kubernetes client's leader election wants renewDeadline > 1.2 x retryPeriod (its jitter).
+        if not 1.2 * self.retry_period_seconds < self.renew_deadline_seconds < self.lease_duration_seconds:
+            raise ValueError("need 1.2 x retryPeriodSeconds < renewDeadlineSeconds < leaseDurationSeconds")
+        if not self.opt_out_label.key:
+            raise ValueError("optOutLabel.key must not be empty")
+        return self
+
+
 class ServerSettings(_Strict):
     """Settings of `netpol-guard serve`; each also has a command-line flag that wins over it."""
 
@@ -275,6 +334,7 @@ class Config(_Strict):
     mode_overrides: list[ModeOverride] = Field(default_factory=list, alias="modeOverrides")
     rules: Rules = Field(default_factory=Rules)
     server: ServerSettings = Field(default_factory=ServerSettings)
+    generate: GenerateSettings = Field(default_factory=GenerateSettings)
 
     @field_validator("coverage_sources")
     @classmethod
@@ -290,12 +350,18 @@ class Config(_Strict):
         return frozenset(SYSTEM_NAMESPACES) | {self.namespace} | set(self.exemptions.namespaces)
 
     def protected_label_keys(self) -> frozenset[str]:
-        """Namespace label keys that decide exemptions or modes, which protected-labels guards."""
+        """Namespace label keys that decide exemptions, modes or generation, which protected-labels guards."""
         keys: set[str] = set()
         if self.exemptions.namespace_selector is not None:
             keys |= self.exemptions.namespace_selector.compiled().keys()
         for override in self.mode_overrides:
             keys |= override.namespace_selector.compiled().keys()
+        if self.generate.enabled:
+            # Who gets a generated default-deny is netpol-guard's decision too: the opt-out label and the
+            # generation selector are guarded like the exemption labels.
+            keys.add(self.generate.opt_out_label.key)
+            if self.generate.namespace_selector is not None:
+                keys |= self.generate.namespace_selector.compiled().keys()
         return frozenset(keys)
 
 

@@ -441,7 +441,7 @@ class Engine:
             context.findings.append(Finding(
                 "protected-labels",
                 f"protected-labels: {context.ref} {', '.join(changes)}; these labels decide netpol-guard's "
-                "exemptions or mode",
+                "exemptions, mode or generation",
                 f"fix: ask a netpol-guard admin to change them ({who} is not an admin principal)",
             ))
 

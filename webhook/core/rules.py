@@ -56,8 +56,8 @@ CATALOGUE: tuple[RuleInfo, ...] = (
     RuleInfo("explicit-policy-types", "NetworkPolicy (offline `check` only)", "no policyTypes field"),
     RuleInfo("protect-deny-all", "NetworkPolicy DELETE/UPDATE", "a change that leaves the namespace without coverage"),
     RuleInfo("protected-labels", "Namespace CREATE/UPDATE (and namespaces/status)", "changing labels that "
-             "netpol-guard's exemptions or mode overrides read, or creating a namespace whose name is exempt, unless "
-             "the requester is an admin principal"),
+             "netpol-guard's exemptions, mode overrides or generation (opt-out label, selector) read, or creating a "
+             "namespace whose name is exempt, unless the requester is an admin principal"),
 )
 
 

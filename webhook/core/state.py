@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
 
 from webhook.core.coverage import Isolation, namespace_coverage, with_sources
@@ -26,6 +27,7 @@ class NamespaceInfo:
     name: str
     labels: Mapping[str, str] = field(default_factory=dict)
     terminating: bool = False
+    created: float | None = None  # metadata.creationTimestamp, seconds since the epoch (whole seconds)
 
 
 def parse_namespace(obj: Mapping[str, Any]) -> NamespaceInfo:
@@ -38,7 +40,19 @@ def parse_namespace(obj: Mapping[str, Any]) -> NamespaceInfo:
     terminating = metadata.get("deletionTimestamp") is not None or (
         isinstance(status, Mapping) and status.get("phase") == "Terminating"
     )
-    return NamespaceInfo(name=name, labels={**labels, NAME_LABEL: name}, terminating=terminating)
+    return NamespaceInfo(name=name, labels={**labels, NAME_LABEL: name}, terminating=terminating,
+                         created=_timestamp(metadata.get("creationTimestamp")))
+
+
+def _timestamp(raw: Any) -> float | None:
+    """An RFC 3339 time as the API server writes it ("2026-11-22T20:00:00Z"); None when absent or unreadable."""
+    if not isinstance(raw, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(raw)
+    except ValueError:
+        return None
+    return moment.timestamp() if moment.tzinfo is not None else None
 
 
 class ClusterView(Protocol):

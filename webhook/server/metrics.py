@@ -53,6 +53,17 @@ class Metrics:
             "netpol_guard_inflight_body_bytes", "Bytes of large bodies reserved in the budget (at scrape time).",
             registry=self.registry,
         )
+        self.generated = Counter(
+            "netpol_guard_generated", "NetworkPolicies created by generation (AlreadyExists not counted).",
+            registry=self.registry,
+        )
+        self.generate_errors = Counter(
+            "netpol_guard_generate_errors", "Failed generation attempts (each is logged and retried with backoff).",
+            registry=self.registry,
+        )
+        self.leader = Gauge(
+            "netpol_guard_leader", "1 while this replica holds the generation Lease.", registry=self.registry,
+        )
         self.cache_unreadable = Gauge(
             "netpol_guard_cache_unreadable_objects",
             "Objects that exist in the cluster but netpol-guard cannot read (see the log); decisions about their "
@@ -83,6 +94,12 @@ class Metrics:
         if child is None:
             child = self._violation_children[key] = self.violations.labels(*key)
         child.inc()
+
+    def count_generated(self, policies: int) -> None:
+        self.generated.inc(policies)
+
+    def count_generate_error(self) -> None:
+        self.generate_errors.inc()
 
     def render(self, source: ClusterSource, engine: Engine | None = None) -> bytes:
         """The text exposition, with the cache gauges read from the source at scrape time."""

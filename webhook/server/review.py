@@ -55,6 +55,7 @@ class Outcome:
     exempt: str | None = None
     confirmed: bool = False  # a live read was made before answering
     error: str | None = None
+    waited: float | None = None  # seconds waited for a generated default-deny (generation)
 
 
 # ----- the envelope, as declared types -----

@@ -176,6 +176,21 @@ def serve(config: Config) -> int:
         return EXIT_STARTUP
 
     app = create_app(config, source)
+    generation = None
+    if config.generate.enabled:
+        from webhook.generate import GenerationError, start_generation
+
+        try:
+            if not source.live:
+                raise GenerationError("generation needs a cluster to write to (not --state)")
+            metrics = app.state.metrics
+            generation = start_generation(config, settings.kubeconfig, metrics,
+                                          on_leader=lambda leading: metrics.leader.set(1 if leading else 0),
+                                          cache=source.state)
+        except GenerationError as error:
+            print(f"netpol-guard: {error}", file=sys.stderr)
+            sock.close()
+            return EXIT_STARTUP
     uconfig = uvicorn.Config(
         app, host=settings.host, port=settings.port, loop="none", http="httptools", ws="none", lifespan="off",
         log_config=None, access_log=False, server_header=False, proxy_headers=False,
@@ -198,6 +213,7 @@ def serve(config: Config) -> int:
     gc.collect()
     gc.freeze()
     log.info("serving", host=settings.host, port=settings.port, mode=config.mode, fail_closed=config.fail_closed,
+             generate=config.generate.enabled,
              state="static:" + settings.state if settings.state else "kubernetes", certificate=reloader.description,
              client_ca=client_ca or "not required")
     try:
@@ -206,6 +222,10 @@ def serve(config: Config) -> int:
     except SystemExit as exit_:  # uvicorn exits on startup failures it hits itself
         return int(exit_.code or 0) and EXIT_STARTUP
     finally:
+        if generation is not None:
+            elector, generator = generation
+            generator.stop()
+            elector.stop()  # releases the Lease: another replica takes over at once
         source.stop()
         sock.close()
     log.info("stopped")

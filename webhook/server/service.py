@@ -10,6 +10,8 @@ default) saying why.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
 
 import structlog
@@ -17,9 +19,12 @@ import structlog
 from webhook.cluster import ClusterSource
 from webhook.cluster.source import LiveNamespace
 from webhook.core.config import Config
+from webhook.core.coverage import namespace_coverage
 from webhook.core.engine import JUDGED_KINDS, Decision, Engine
+from webhook.core.generate import Generation
 from webhook.core.netpol import parse_network_policy
 from webhook.core.state import ClusterView
+from webhook.core.workloads import WORKLOAD_KINDS
 from webhook.errors import BadReview, LiveReadError, ObjectError, clip, clip_text
 from webhook.server.confirm import LiveConfirm
 from webhook.server.metrics import Metrics
@@ -27,6 +32,7 @@ from webhook.server.pending import NamespaceLocks, PendingRemovals
 from webhook.server.review import Outcome, Review, failure_outcome, outcome_of
 
 log = structlog.get_logger("netpol_guard")
+GENERATION_POLL_SECONDS = 0.1
 
 
 class Service:
@@ -35,6 +41,7 @@ class Service:
     def __init__(self, config: Config, source: ClusterSource, metrics: Metrics) -> None:
         self.config = config
         self.engine = Engine(config)
+        self.generation = Generation(config)
         self.source = source
         self.metrics = metrics
         self.locks = NamespaceLocks()
@@ -112,7 +119,35 @@ class Service:
             decision = self.engine.review(request, live_view)
         except ObjectError as error:
             raise BadReview(f"request.object: {request.kind} {request.namespace}/{request.name}: {error}") from None
+        if not decision.allowed and request.kind in WORKLOAD_KINDS and self.generation.awaits_generation(
+                live.info, namespace_coverage(live.policies), time.time()):
+            try:
+                return await self._await_generation(review, view, namespace, decision), None
+            except LiveReadError as error:
+                return self.failure("the cluster state", str(error)), None
         return outcome_of(decision, confirmed=True), decision
+
+    async def _await_generation(self, review: Review, view: ClusterView, namespace: str,
+                                decision: Decision) -> Outcome:
+        """A governed namespace seconds old, whose generated default-deny is on its way: re-read until it is
+        there or `generate.waitSeconds` have passed (well under the webhook timeout), then judge again.
+        Nothing is admitted before the policy exists; the answer records the wait. Only workloads wait."""
+        started = time.monotonic()
+        deadline = started + self.config.generate.wait_seconds
+        while not decision.allowed and time.monotonic() < deadline:
+            await asyncio.sleep(min(GENERATION_POLL_SECONDS, max(deadline - time.monotonic(), 0)))
+            live = await asyncio.to_thread(self.source.live_namespace, namespace)
+            live_view = self.pending.live_view(view, namespace, live.info, live.policies, live.unreadable)
+            decision = self.engine.review(review.request, live_view)
+        waited = time.monotonic() - started
+        note = (f"waited {waited:.2f}s for netpol-guard's generated default-deny in new namespace {namespace}: "
+                + ("it exists now" if decision.allowed else "it did not appear"))
+        outcome = outcome_of(decision, confirmed=True)
+        outcome.annotations["generation-wait"] = note
+        outcome.waited = round(waited, 3)
+        if not decision.allowed:
+            outcome.message = f"{outcome.message}\n({note})"
+        return outcome
 
     def _record_removal(self, review: Review) -> None:
         request = review.request
@@ -145,7 +180,8 @@ class Service:
             decision=outcome.decision, mode=outcome.mode, rules=list(outcome.rules),
             duration_ms=round(duration * 1000, 3),
             **_optional(exempt=outcome.exempt, confirmed=outcome.confirmed or None,
-                        error=clip_text(outcome.error, 1024) if outcome.error else None),
+                        error=clip_text(outcome.error, 1024) if outcome.error else None,
+                        waited_s=outcome.waited),
         )
 
 
