@@ -33,17 +33,90 @@ CLUSTER = "cluster"  # the source of objects read from an API server (`audit`)
 _BaseLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-class _Loader(_BaseLoader):  # type: ignore[misc]
-    """YAML read as Kubernetes reads it (sigs.k8s.io/yaml): a timestamp-looking scalar stays a string.
+# Scalars Kubernetes reads as booleans: sigs.k8s.io/yaml uses go-yaml v2, which follows YAML 1.1 (y and n too).
+_GO_BOOLS = {
+    **dict.fromkeys(("y", "Y", "yes", "Yes", "YES", "on", "On", "ON", "true", "True", "TRUE"), True),
+    **dict.fromkeys(("n", "N", "no", "No", "NO", "off", "Off", "OFF", "false", "False", "FALSE"), False),
+}
+_GO_INT = re.compile(r"[-+]?(?:0[xX][0-9a-fA-F]+|0[oO][0-7]+|0[bB][01]+|0[0-7]*|[1-9][0-9]*)")
+_GO_FLOAT = re.compile(r"[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?")  # go-yaml's yamlStyleFloat
+_GO_SPECIAL_FLOATS = frozenset(
+    f"{sign}.{word}" for sign in ("", "+", "-") for word in ("inf", "Inf", "INF")
+) | {".nan", ".NaN", ".NAN"}
+_BOOL_TAG, _INT_TAG, _FLOAT_TAG = "tag:yaml.org,2002:bool", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
+_JSON_EXACT_INTEGERS = 1e21  # Go's JSON writes integral floats below this as plain integers ("80", not "8e1")
 
-    `name: 2020-01-01` is the name "2020-01-01", never a date that would fail as a non-string name.
+
+def _go_int(text: str) -> int | None:
+    """strconv.ParseInt/ParseUint(text, 0, 64) after go-yaml strips underscores; None when it is not an int."""
+    plain = text.replace("_", "")
+    if not _GO_INT.fullmatch(plain):
+        return None
+    sign = -1 if plain.startswith("-") else 1
+    digits = plain.lstrip("+-")
+    if digits[:2].lower() in ("0x", "0o", "0b"):
+        value = int(digits[2:], {"x": 16, "o": 8, "b": 2}[digits[1].lower()])
+    elif len(digits) > 1 and digits.startswith("0"):
+        value = int(digits, 8)  # a leading zero is octal: 0120 is 80
+    else:
+        value = int(digits)
+    value *= sign
+    return value if -(1 << 63) <= value < (1 << 64) else None
+
+
+def _go_number(text: str) -> int | float | None:
+    """A plain scalar as go-yaml v2 then JSON read it: an int, an integral float as an int (8e1 is 80), a float."""
+    whole = _go_int(text)
+    if whole is not None:
+        return whole
+    plain = text.replace("_", "") if text[:1] != "." else text
+    if not _GO_FLOAT.fullmatch(plain):
+        return None
+    number = float(plain)
+    return int(number) if number.is_integer() and abs(number) < _JSON_EXACT_INTEGERS else number
+
+
+class _Loader(_BaseLoader):  # type: ignore[misc]
+    """YAML read as Kubernetes reads it (sigs.k8s.io/yaml: go-yaml v2, then JSON).
+
+    - a timestamp-looking scalar stays a string: `name: 2020-01-01` is the name "2020-01-01";
+    - y/Y/yes/on/... are true and n/N/no/off/... false (PyYAML keeps y and n as strings), so
+      `hostNetwork: y` is hostNetwork true, as the API server stores it;
+    - integers in Go's spellings: 0o120, 0120 (octal), 0x50/0X50, 0b1010000, underscores anywhere (8_0); floats
+      that are integral become ints as the JSON step writes them (8e1 is 80); PyYAML's sexagesimal 1:20 is a string.
     """
 
     yaml_implicit_resolvers: ClassVar[dict[Any, Any]] = {
-        first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+        first: [(tag, regexp) for tag, regexp in resolvers
+                if tag not in ("tag:yaml.org,2002:timestamp", _BOOL_TAG, _INT_TAG, _FLOAT_TAG)]
         for first, resolvers in _BaseLoader.yaml_implicit_resolvers.items()
     }
 
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
+        if kind is yaml.ScalarNode and implicit[0] and isinstance(value, str):
+            if value in _GO_BOOLS:
+                return _BOOL_TAG
+            if value[:1] in "+-.0123456789" and value:
+                if value in _GO_SPECIAL_FLOATS:
+                    return _FLOAT_TAG
+                if _go_number(value) is not None:
+                    return _INT_TAG
+        return super().resolve(kind, value, implicit)
+
+    def construct_go_bool(self, node: Any) -> bool:
+        return _GO_BOOLS[self.construct_scalar(node)]
+
+    def construct_go_number(self, node: Any) -> Any:
+        text = self.construct_scalar(node)
+        number = _go_number(text)
+        if number is not None:
+            return number
+        return super().construct_yaml_float(node)  # .inf, .nan and explicitly tagged floats
+
+
+_Loader.add_constructor(_BOOL_TAG, _Loader.construct_go_bool)
+_Loader.add_constructor(_INT_TAG, _Loader.construct_go_number)
+_Loader.add_constructor(_FLOAT_TAG, _Loader.construct_go_number)
 
 
 @dataclass(frozen=True)
@@ -51,14 +124,17 @@ class Manifest:
     source: str  # file path, or "<stdin>"
     document: int  # 1-based document number in that file
     obj: Mapping[str, Any]
-    item: int | None = None  # index inside a `kind: List`
+    item: str | None = None  # where inside a `kind: List` (`items[2]`, `items[0].items[1]` for nested Lists)
 
     @property
     def where(self) -> str:
         if self.source == CLUSTER:
-            namespace = self.namespace("")
+            try:
+                namespace = self.namespace("")
+            except ObjectError:
+                namespace = "?"
             return f"cluster: {self.kind} {namespace + '/' if namespace else ''}{self.name}"
-        item = f", item {self.item}" if self.item is not None else ""
+        item = f", {self.item}" if self.item is not None else ""
         return f"{self.source}: document {self.document}{item}"
 
     @property
@@ -159,25 +235,47 @@ def _flow_depth(text: str) -> int:
 _BRACKETS = re.compile(r"[\[\]{}]")
 
 
+MAX_LIST_DEPTH = 32  # Lists inside Lists: kubectl flattens them all the way down; nobody nests deeper
+
+
 def _objects(source: str, number: int, document: Any) -> Iterator[Manifest]:
     where = f"{source}: document {number}"
     if not isinstance(document, Mapping):
         raise InputError(f"{where}: expected a Kubernetes object (a mapping), got {type(document).__name__}")
-    kind = document.get("kind")
+    yield from _flatten(source, number, document, "")
+
+
+def _is_list(obj: Mapping[str, Any]) -> bool:
+    kind = obj.get("kind")
+    return kind == "List" or (isinstance(kind, str) and kind.endswith("List") and isinstance(obj.get("items"), list))
+
+
+def _flatten(source: str, number: int, obj: Mapping[str, Any], path: str, depth: int = 0) -> Iterator[Manifest]:
+    """`obj`, or the objects of a List, of Lists inside it, and so on (cli-runtime's FlattenListVisitor).
+
+    A List inside a List must never be waved through as one unjudged object of kind List.
+    """
+    where = f"{source}: document {number}{', ' + path if path else ''}"
+    kind = obj.get("kind")
     if not isinstance(kind, str) or not kind:
-        raise InputError(f"{where}: missing 'kind'")
-    if kind == "List" or (kind.endswith("List") and isinstance(document.get("items"), list)):
-        items = document.get("items")
+        raise InputError(f"{where}: missing 'kind'" if not path else
+                         f"{where}: expected a Kubernetes object with a kind")
+    if _is_list(obj):
+        if depth >= MAX_LIST_DEPTH:
+            raise InputError(f"{where}: Lists nested more than {MAX_LIST_DEPTH} deep")
+        items = obj.get("items")
         if not isinstance(items, list):
             raise InputError(f"{where}: a List needs 'items'")
         for index, item in enumerate(items):
-            if not isinstance(item, Mapping) or not isinstance(item.get("kind"), str):
-                raise InputError(f"{where}, item {index}: expected a Kubernetes object with a kind")
-            yield Manifest(source, number, item, index)
+            item_path = f"{path + '.' if path else ''}items[{index}]"
+            if not isinstance(item, Mapping):
+                raise InputError(f"{source}: document {number}, {item_path}: expected a Kubernetes object "
+                                 f"(a mapping), got {type(item).__name__}")
+            yield from _flatten(source, number, item, item_path, depth + 1)
         return
-    if not isinstance(document.get("metadata", {}), Mapping):
+    if not isinstance(obj.get("metadata", {}), Mapping):
         raise InputError(f"{where}: metadata must be a mapping")
-    yield Manifest(source, number, document)
+    yield Manifest(source, number, obj, path or None)
 
 
 def state_from_manifests(

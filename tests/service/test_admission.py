@@ -177,6 +177,40 @@ def test_a_named_port_that_is_not_a_service_name_is_400(client: httpx.Client) ->
         answer.json()["error"]
 
 
+def _lenient(kind: str) -> dict[str, Any]:
+    """Inputs the API server refuses: each must be 400 naming the field, never judged leniently."""
+    policy = deny_all("covered", "odd")
+    if kind == "quoted-port":
+        policy["spec"]["ingress"] = [{"from": [{"podSelector": {}}], "ports": [{"port": "80"}]}]
+    elif kind == "except":
+        policy["spec"]["ingress"] = [{"from": [{"ipBlock": {"cidr": "10.0.0.0/8", "except": ["11.0.0.0/16"]}}]}]
+    elif kind == "zoned":
+        policy["spec"]["egress"] = [{"to": [{"ipBlock": {"cidr": "fd00:ec2::254%eth0/128"}}]}]
+    elif kind == "labels":
+        policy["metadata"]["labels"] = []
+    elif kind == "name":
+        policy["metadata"]["name"] = "[x]"
+    elif kind == "host-network":
+        return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "covered"},
+                "spec": {"hostNetwork": "true", "containers": []}}
+    return policy
+
+
+@pytest.mark.parametrize(("case", "expected"), [
+    ("quoted-port", "spec.ingress[0].ports[0].port: '80' is a quoted number"),
+    ("except", "spec.ingress[0].from[0].ipBlock.except[0]: 11.0.0.0/16 must be a strict subset of cidr 10.0.0.0/8"),
+    ("zoned", "spec.egress[0].to[0].ipBlock.cidr: invalid CIDR 'fd00:ec2::254%eth0/128': a zoned address"),
+    ("labels", "metadata.labels: must map label keys to string values"),
+    ("name", "metadata.name: '[x]' is not a DNS-1123 subdomain"),
+    ("host-network", "spec.hostNetwork: must be true or false, not 'true'"),
+])
+def test_inputs_the_api_server_refuses_are_400(client: httpx.Client, case: str, expected: str) -> None:
+    obj = _lenient(case)
+    answer = client.post("/validate", json=review(obj["kind"], obj))
+    assert answer.status_code == 400
+    assert expected in answer.json()["error"]
+
+
 def v1beta1() -> bytes:
     body = review("Pod", pod("open"))
     body["apiVersion"] = "admission.k8s.io/v1beta1"

@@ -212,6 +212,112 @@ def test_a_named_port_that_is_not_a_service_name_is_bad_input(tmp_path: Path) ->
     assert "Traceback" not in proc.stderr
 
 
+def test_lists_inside_lists_are_flattened_and_judged(tmp_path: Path) -> None:
+    # kubectl flattens nested Lists all the way down: the host-network Pod inside must be judged, not waved through.
+    nested = {"apiVersion": "v1", "kind": "List", "items": [
+        deny_all(),
+        {"apiVersion": "v1", "kind": "List", "items": [{"apiVersion": "v1", "kind": "PodList",
+                                                         "items": [pod("hn", host_network=True)]}]},
+    ]}
+    proc = run("-o", "json", str(write(tmp_path / "nested.yaml", nested)))
+    assert proc.returncode == 1, proc.stderr
+    assert [(r["kind"], r["name"], r["allowed"]) for r in results(proc)] == [
+        ("NetworkPolicy", "default-deny-all", True), ("Pod", "hn", False)]
+    proc = run(str(tmp_path / "nested.yaml"))
+    assert "nested.yaml: document 1, items[1].items[0].items[0]" in proc.stdout
+
+
+def test_a_list_item_that_is_not_an_object_names_its_path(tmp_path: Path) -> None:
+    nested = {"apiVersion": "v1", "kind": "List", "items": [deny_all(), {"kind": "List", "items": [pod(), "x"]}]}
+    proc = run(str(write(tmp_path / "bad.yaml", nested)))
+    assert proc.returncode == 2
+    assert "bad.yaml: document 1, items[1].items[1]: expected a Kubernetes object (a mapping), got str" in proc.stderr
+    deep: dict[str, Any] = pod()
+    for _ in range(40):
+        deep = {"kind": "List", "items": [deep]}
+    proc = run(str(write(tmp_path / "deep.yaml", deep)))
+    assert proc.returncode == 2
+    assert "Lists nested more than 32 deep" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+BASE = "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n---\n" + yaml.safe_dump(deny_all())
+POD = "apiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: shop}\nspec:\n  hostNetwork: %s\n" \
+    "  containers: [{name: c, image: nginx}]\n"
+
+
+def test_host_network_spelled_the_yaml_1_1_way_is_judged(tmp_path: Path) -> None:
+    for spelling in ("y", "Y", "yes", "on"):
+        (tmp_path / "x.yaml").write_text(BASE + "---\n" + POD % spelling)
+        proc = run("-o", "json", str(tmp_path / "x.yaml"))
+        assert proc.returncode == 1, spelling
+        assert [v["rule"] for v in results(proc)[2]["violations"]] == ["host-network"]
+    (tmp_path / "x.yaml").write_text(BASE + "---\n" + POD % "n")
+    assert run(str(tmp_path / "x.yaml")).returncode == 0
+
+
+def test_host_network_that_is_not_a_boolean_is_bad_input(tmp_path: Path) -> None:
+    for spelling, shown in (('"true"', "'true'"), ("1", "1"), ("[true]", "[True]")):
+        (tmp_path / "x.yaml").write_text(BASE + "---\n" + POD % spelling)
+        proc = run(str(tmp_path / "x.yaml"))
+        assert proc.returncode == 2, spelling
+        assert f"document 3: Pod p: spec.hostNetwork: must be true or false, not {shown}" in proc.stderr
+
+
+def test_ports_in_go_integer_spellings_are_numbers(tmp_path: Path) -> None:
+    # An egress rule with no `to` on port 80 reaches the metadata endpoint; a named port would not.
+    for spelling in ("0o120", "8e1", "0X50", "0120", "8_0"):
+        policy = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: np, namespace: shop}\n" \
+            f"spec:\n  podSelector: {{}}\n  policyTypes: [Egress]\n  egress: [{{ports: [{{port: {spelling}}}]}}]\n"
+        (tmp_path / "x.yaml").write_text(BASE + "---\n" + policy)
+        proc = run("-o", "json", str(tmp_path / "x.yaml"))
+        assert proc.returncode == 1, spelling
+        violations = results(proc)[2]["violations"]
+        assert [v["rule"] for v in violations] == ["allow-all-egress", "metadata-endpoint"], spelling
+        assert "opens 80/TCP" in violations[1]["message"]
+
+
+def test_metadata_the_api_server_refuses_is_bad_input(tmp_path: Path) -> None:
+    cases = [
+        ("Pod", "  name: '[x]'\n  namespace: shop\n", "Pod [x]: metadata.name: '[x]' is not a DNS-1123 subdomain"),
+        ("Pod", "  name: p\n  namespace: shop\n  labels: []\n", "Pod p: metadata.labels: must map label keys"),
+        ("Namespace", "  name: a.b\n", "Namespace a.b: metadata.name: 'a.b' is not a DNS-1123 label"),
+        ("Namespace", "  name: ns\n  labels: []\n", "Namespace ns: metadata.labels: must map label keys"),
+        ("Pod", "  name: p\n  namespace: [shop]\n", "Pod p: metadata.namespace: must be a string, not ['shop']"),
+        ("Pod", "  name: p\n  namespace: 5\n", "Pod p: metadata.namespace: must be a string, not 5"),
+        ("NetworkPolicy", "  name: p\n  namespace: [shop]\n",
+         "NetworkPolicy p: metadata.namespace: must be a string, not ['shop']"),
+    ]
+    for kind, metadata, expected in cases:
+        spec = "spec: {podSelector: {}}\n" if kind == "NetworkPolicy" else ""
+        api = "networking.k8s.io/v1" if kind == "NetworkPolicy" else "v1"
+        (tmp_path / "x.yaml").write_text(BASE + f"---\napiVersion: {api}\nkind: {kind}\nmetadata:\n{metadata}{spec}")
+        proc = run(str(tmp_path / "x.yaml"))
+        assert proc.returncode == 2, (kind, metadata, proc.stdout)
+        assert f"x.yaml: document 3: {expected}" in proc.stderr, proc.stderr
+    # Valid names still pass, generateName's trailing '-' included.
+    (tmp_path / "x.yaml").write_text(BASE + "---\napiVersion: v1\nkind: Pod\nmetadata: {generateName: web-, "
+                                     "namespace: shop}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: a.b-1, "
+                                     "namespace: shop}\n")
+    assert run(str(tmp_path / "x.yaml")).returncode == 0
+
+
+def test_quoted_number_port_and_bad_excepts_are_bad_input(tmp_path: Path) -> None:
+    policy = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: np, namespace: shop}\n" \
+        "spec:\n  podSelector: {}\n  policyTypes: [Egress]\n  egress: [%s]\n"
+    cases = [
+        ("{ports: [{port: '80'}]}", "spec.egress[0].ports[0].port: '80' is a quoted number"),
+        ("{to: [{ipBlock: {cidr: 10.0.0.0/8, except: [10.0.0.0/8]}}]}",
+         "spec.egress[0].to[0].ipBlock.except[0]: 10.0.0.0/8 must be a strict subset of cidr 10.0.0.0/8"),
+        ("{to: [{ipBlock: {cidr: 'fd00:ec2::254%eth0/128'}}]}", "spec.egress[0].to[0].ipBlock.cidr: invalid CIDR"),
+    ]
+    for rule, expected in cases:
+        (tmp_path / "x.yaml").write_text(BASE + "---\n" + policy % rule)
+        proc = run(str(tmp_path / "x.yaml"))
+        assert proc.returncode == 2, rule
+        assert f"document 3: NetworkPolicy np: {expected}" in proc.stderr, proc.stderr
+
+
 # ----- check --generate -----
 
 def _deployment(namespace: str) -> dict[str, Any]:

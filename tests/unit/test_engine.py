@@ -394,3 +394,13 @@ def test_existing_exempt_namespaces_keep_working() -> None:
         "namespace monitoring is exempt by name"
     off = config(exemptions={"namespaces": ["monitoring"]}, rules={"protected-labels": {"action": "off"}})
     assert review(namespace("monitoring"), state(), off).allowed
+
+
+@pytest.mark.parametrize("value", ["true", "false", 1, 0, [True], {}])
+def test_host_network_that_is_not_a_boolean_is_bad_input_never_false(value: Any) -> None:
+    from webhook.core.errors import ObjectError
+    deployment = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d", "namespace": "shop"},
+                  "spec": {"template": {"spec": {"hostNetwork": value, "containers": []}}}}
+    with pytest.raises(ObjectError) as caught:
+        review(deployment, state(namespace("shop"), deny_all()))
+    assert str(caught.value) == f"spec.template.spec.hostNetwork: must be true or false, not {value!r}"

@@ -103,10 +103,11 @@ def naive_isolation(pod: dict[str, Any], objects: list[dict[str, Any]]) -> dict[
 @settings(max_examples=300, deadline=None)
 @given(objects=cluster())
 def test_engine_isolation_agrees_with_a_naive_analyzer(objects: list[dict[str, Any]], tmp_path_factory: Any) -> None:
-    import yaml
+    import json
 
     path = tmp_path_factory.mktemp("cluster") / "all.yaml"
-    path.write_text(yaml.safe_dump_all(objects))
+    # JSON documents (valid YAML): PyYAML's dumper leaves `y`/`n` unquoted, which Kubernetes reads as booleans.
+    path.write_text("---\n".join(json.dumps(o) + "\n" for o in objects))
     report = run_check([str(path)], Config())
     for result in report.results:
         if result.manifest.kind != "Pod":

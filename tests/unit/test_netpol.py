@@ -51,11 +51,20 @@ def test_peer_and_within_or_across() -> None:
 def test_ports_default_protocol_and_named_ports() -> None:
     policy = parse_network_policy(netpol("p", ingress=[{"ports": [
         {"port": 80}, {"port": "http", "protocol": "UDP"}, {"port": 1000, "endPort": 2000}, {"protocol": "SCTP"},
-        {"port": "8080"},
+        {"port": "h2c"},
     ]}]))
     ports = policy.ingress[0].ports or ()
     assert [(p.protocol, p.port, p.end_port) for p in ports] == [
-        ("TCP", 80, None), ("UDP", "http", None), ("TCP", 1000, 2000), ("SCTP", None, None), ("TCP", 8080, None)]
+        ("TCP", 80, None), ("UDP", "http", None), ("TCP", 1000, 2000), ("SCTP", None, None), ("TCP", "h2c", None)]
+
+
+def test_a_quoted_number_is_not_a_port() -> None:
+    # The API server refuses "8080": a named port is an IANA service name with at least one letter.
+    with pytest.raises(ObjectError) as caught:
+        parse_network_policy(netpol("p", ingress=[{"ports": [{"port": 80}, {"port": "8080"}]}]))
+    assert str(caught.value) == (
+        "spec.ingress[0].ports[1].port: '8080' is a quoted number, which the API server refuses as a named port "
+        "(a name needs at least one letter): write 8080 without quotes")
 
 
 @pytest.mark.parametrize(("rule", "path"), [
@@ -68,6 +77,16 @@ def test_ports_default_protocol_and_named_ports() -> None:
     ({"from": [{"ipBlock": {"cidr": "10.0.0.0/8", "except": ["fd00::/8"]}}]},
      "spec.ingress[0].from[0].ipBlock.except[0]"),
     ({"from": [{"ipBlock": {"cidr": "10.0.0.0/8"}, "podSelector": {}}]}, "spec.ingress[0].from[0]"),
+    ({"from": [{"ipBlock": {"cidr": "10.0.0.0/8", "except": ["10.0.0.0/8"]}}]},
+     "spec.ingress[0].from[0].ipBlock.except[0]"),
+    ({"from": [{"ipBlock": {"cidr": "10.0.0.0/8", "except": ["10.0.0.0/16", "11.0.0.0/16"]}}]},
+     "spec.ingress[0].from[0].ipBlock.except[1]"),
+    ({"from": [{"ipBlock": {"cidr": "10.0.0.0/16", "except": ["10.0.0.0/8"]}}]},
+     "spec.ingress[0].from[0].ipBlock.except[0]"),
+    ({"from": [{"ipBlock": {"cidr": "fd00:ec2::254%eth0/128"}}]}, "spec.ingress[0].from[0].ipBlock.cidr"),
+    ({"from": [{"ipBlock": {"cidr": "fd00::/16", "except": ["fd00:ec2::254%eth0/128"]}}]},
+     "spec.ingress[0].from[0].ipBlock.except[0]"),
+    ({"ports": [{"port": "80"}]}, "spec.ingress[0].ports[0].port"),
     ({"from": [{}]}, "spec.ingress[0].from[0]"),
     ({"form": []}, "spec.ingress[0]"),
 ])
@@ -146,7 +165,7 @@ def test_other_string_ports_are_bad_input(name: str) -> None:
 ])
 def test_cidrs_with_leading_zeros_are_decimal_like_the_api_servers_legacy_parser(written: str, means: str) -> None:
     policy = parse_network_policy(netpol("p", egress=[{"to": [{"ipBlock": {"cidr": written, "except": [
-        "010.0.0.0/16" if means.startswith("10.") else "192.168.1.0/25"]}}]}]))
+        "010.0.0.0/24" if means.startswith("10.") else "192.168.1.0/25"]}}]}]))
     block = (policy.egress[0].peers or ())[0].ip_block
     assert block is not None
     assert str(block.cidr) == means

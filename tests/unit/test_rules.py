@@ -86,6 +86,14 @@ def test_any_namespace_message_says_by_construction() -> None:
         "kubernetes.io/metadata.name) without a podSelector, i.e. every pod of every namespace")
 
 
+def test_any_namespace_message_with_an_empty_pod_selector() -> None:
+    peer = {"namespaceSelector": {}, "podSelector": {}}
+    (violation,) = review(netpol("p", policyTypes=["Ingress"], ingress=[{"from": [peer]}]), COVERED).violations
+    assert violation.message == (
+        "any-namespace: NetworkPolicy shop/p: spec.ingress[0].from[0] has namespaceSelector: {} with an empty "
+        "podSelector, i.e. every pod of every namespace")
+
+
 def test_any_namespace_every_existing_namespace_where_namespaces_are_known() -> None:
     cluster = state(deny_all(), namespace("shop", {"env": "prod"}), namespace("db", {"env": "prod"}))
     peer = {"namespaceSelector": {"matchLabels": {"env": "prod"}}}
@@ -281,3 +289,53 @@ def test_rules_of_a_direction_outside_policy_types_are_not_judged() -> None:
 def test_quoted_numeric_open_ports_are_numbers() -> None:
     cfg = config(rules={"allow-all-ingress": {"openPorts": [{"port": "80"}]}})
     assert judge({"ingress": [{"ports": [{"port": 80}]}]}, cfg) == set()
+
+
+# ----- IPv4-mapped IPv6 (::ffff:0:0/96) -----
+@pytest.mark.parametrize(("cidr", "flagged"), [
+    ("::ffff:0:0/96", True),  # every IPv4 address
+    ("::ffff:10.0.0.0/104", False),  # 10.0.0.0/8
+    ("::ffff:10.0.0.0/103", True),  # 10.0.0.0/7
+    ("::/80", True),  # holds ::ffff:0:0/96
+    ("64:ff9b::/96", False),  # NAT64: not judged as IPv4 (reaches IPv4 only through a NAT64 gateway)
+])
+def test_broad_cidr_reads_ipv4_mapped_blocks_as_ipv4(cidr: str, flagged: bool) -> None:
+    assert ("broad-cidr" in judge({"egress": [{"to": blocks(cidr), "ports": [{"port": 443}]}]})) is flagged
+
+
+def test_broad_cidr_mapped_message_and_union_with_ipv4() -> None:
+    decision = review(netpol("p", policyTypes=["Egress"], egress=[{"to": blocks("::ffff:0:0/96"),
+                                                                    "ports": [{"port": 443}]}]), COVERED)
+    (violation,) = [v for v in decision.violations if v.rule == "broad-cidr"]
+    assert violation.message == ("broad-cidr: NetworkPolicy shop/p: spec.egress[0].to[0].ipBlock.cidr ::ffff:0:0/96 "
+                                 "holds every IPv4 address")
+    # A /8 written as IPv4 plus another /8 written IPv4-mapped hold two /8s together.
+    decision = review(netpol("p", policyTypes=["Egress"], egress=[{"to": blocks("10.0.0.0/8", "::ffff:11.0.0.0/104"),
+                                                                    "ports": [{"port": 443}]}]), COVERED)
+    (violation,) = decision.violations
+    assert violation.message == (
+        "broad-cidr: NetworkPolicy shop/p: the ipBlocks of spec.egress[0].to: [0] 10.0.0.0/8, [1] ::ffff:11.0.0.0/104 "
+        "together hold 33554432 IPv4 addresses, 16777216 more than one /8 (16777216) (IPv4-mapped IPv6 addresses, "
+        "::ffff:0:0/96, are IPv4 addresses)")
+
+
+@pytest.mark.parametrize(("block", "flagged"), [
+    ({"cidr": "::ffff:169.254.169.254/128"}, True),
+    ({"cidr": "::ffff:a9fe:a9fe/128"}, True),
+    ({"cidr": "::ffff:0:0/96", "except": ["::ffff:169.254.0.0/112", "::ffff:100.100.100.200/128"]}, False),
+    ({"cidr": "::ffff:0:0/96", "except": ["::ffff:169.254.169.254/128"]}, True),  # 169.254.170.2 stays
+    ({"cidr": "64:ff9b::a9fe:a9fe/128"}, False),
+])
+def test_metadata_endpoint_through_ipv4_mapped_addresses(block: dict[str, Any], flagged: bool) -> None:
+    spec = {"egress": [{"to": [{"ipBlock": block}], "ports": [{"port": 80}]}]}
+    assert ("metadata-endpoint" in judge(spec)) is flagged
+
+
+def test_metadata_endpoint_mapped_message_names_the_mapped_except() -> None:
+    decision = review(netpol("p", policyTypes=["Egress"], egress=[{"to": blocks("::ffff:169.254.169.254/128"),
+                                                                    "ports": [{"port": 80}]}]), COVERED)
+    (violation,) = decision.violations
+    assert violation.message == (
+        "metadata-endpoint: NetworkPolicy shop/p: spec.egress[0].to[0].ipBlock ::ffff:169.254.169.254/128 lets pods "
+        "reach the cloud metadata endpoint 169.254.169.254 (as the IPv4-mapped ::ffff:169.254.169.254)")
+    assert violation.fix == "fix: add ::ffff:169.254.169.254/128 to ipBlock.except"

@@ -104,6 +104,12 @@ class ModeOverride(_Strict):
 
 
 class OpenPort(_Strict):
+    """A port of the config (`openPorts`, metadata `ports`): a number, a range, or a named port.
+
+    Unlike in a NetworkPolicy, a quoted number ("80") is accepted here as port 80: a convenience of the config
+    file only; the API server refuses it in a NetworkPolicy, and so does netpol-guard.
+    """
+
     port: int | str
     end_port: int | None = Field(default=None, alias="endPort")
     protocol: Protocol = "TCP"
@@ -111,9 +117,10 @@ class OpenPort(_Strict):
     @field_validator("port", mode="before")
     @classmethod
     def _int_or_string(cls, value: Any) -> Any:
-        # IntOrString, read exactly as in a NetworkPolicy: "80" is port 80, "http" a named port.
+        # IntOrString as in a NetworkPolicy, "http" a named port; as a convenience of the config file (never of a
+        # NetworkPolicy, where the API server refuses it) a quoted number "80" is port 80.
         try:
-            return parse_port_value(value, "")
+            return parse_port_value(value, "", quoted_numbers=True)
         except ObjectError as error:
             raise ValueError(error.problem) from None
 

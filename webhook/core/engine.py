@@ -17,7 +17,7 @@ from webhook.core.config import SYSTEM_NAMESPACES, Config, Mode
 from webhook.core.coverage import NOT_ISOLATED, Isolation, isolation_of, namespace_coverage, with_sources
 from webhook.core.errors import ObjectError
 from webhook.core.netpol import NetworkPolicy, parse_network_policy
-from webhook.core.objects import NAME_LABEL, labels_of, name_of
+from webhook.core.objects import NAME_LABEL, check_metadata, labels_of, name_of
 from webhook.core.rules import CATALOGUE, Finding, Violation, normalised_cidr_notes, policy_findings
 from webhook.core.selectors import LabelSelector
 from webhook.core.sources import SOURCE_KINDS, SourceKind, group_of, source_kind
@@ -145,6 +145,8 @@ class Engine:
         if request.kind not in JUDGED_KINDS or request.operation == "CONNECT" or obj is None:
             return Decision(kind=request.kind, namespace=namespace, name=request.name, mode=mode, judged=False)
 
+        if request.operation != "DELETE":
+            check_metadata(request.kind, obj)
         template = pod_template(request.kind, obj) if request.kind in WORKLOAD_KINDS else None
         if template is not None and _template_unchanged(request):
             # A controller UPDATE that leaves the pod template alone (scaling, the garbage collector removing an

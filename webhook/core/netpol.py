@@ -44,7 +44,12 @@ class IPBlock:
         return self.written
 
     def contains(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-        """Whether this block lets `address` through (inside the CIDR, outside every except)."""
+        """Whether this block lets `address` through (inside the CIDR, outside every except).
+
+        An IPv4 address is also let through by an IPv6 block holding its IPv4-mapped form (::ffff:a.b.c.d).
+        """
+        if address.version == 4 and self.cidr.version == 6:
+            address = ipaddress.IPv6Address(f"::ffff:{address}")
         if address.version != self.cidr.version or address not in self.cidr:
             return False
         return not any(address in excluded for excluded in self.excepts)
@@ -257,6 +262,8 @@ def parse_cidr(raw: Any, path: str) -> ParsedCidr:
         leading_zeros = any(len(o) > 1 and o.startswith("0") for o in octets)
         if leading_zeros:
             address_text = ".".join(str(int(o)) for o in octets)
+    if "%" in address_text:
+        raise ObjectError(path, f"invalid CIDR {raw!r}: a zoned address (%zone) is not a CIDR the API server accepts")
     try:
         address = ipaddress.ip_address(address_text)
         network = ipaddress.ip_network(f"{address_text}/{int(prefix_text)}", strict=False)
@@ -277,6 +284,9 @@ def _parse_ip_block(raw: Any, path: str) -> IPBlock:
         excluded = parse_cidr(item, f"{path}.except[{index}]")
         if excluded.network.version != parsed.network.version:
             raise ObjectError(f"{path}.except[{index}]", f"{item} is not the same IP family as {parsed.written}")
+        if not (excluded.network.subnet_of(parsed.network)  # type: ignore[arg-type]
+                and excluded.network.prefixlen > parsed.network.prefixlen):
+            raise ObjectError(f"{path}.except[{index}]", f"{item} must be a strict subset of cidr {parsed.written}")
         leading_zeros = leading_zeros or excluded.leading_zeros
         excepts.append(excluded.network)
     return IPBlock(cidr=parsed.network, excepts=tuple(excepts), written=parsed.written,
@@ -287,12 +297,12 @@ _ASCII_NUMBER = re.compile(r"[0-9]+")
 _SERVICE_NAME = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?")
 
 
-def parse_port_value(raw: Any, path: str) -> int | str | None:
+def parse_port_value(raw: Any, path: str, *, quoted_numbers: bool = False) -> int | str | None:
     """An IntOrString port as the API server validates it: 1-65535, or an IANA service name.
 
     A service name has at most 15 characters from [a-z0-9-], at least one letter, and no leading, trailing
-    or doubled hyphen. A string of ASCII digits is read as that number (an IntOrString written as a string);
-    anything else (`"²"`, `"HTTP"`, `"80/tcp"`) is refused, naming `path`.
+    or doubled hyphen, so a quoted number (`"80"`) is refused, as is anything else that is not a name (`"²"`,
+    `"HTTP"`, `"80/tcp"`), naming `path`. `quoted_numbers` reads `"80"` as 80 (the config's convenience).
     """
     if raw is None:
         return None
@@ -300,12 +310,16 @@ def parse_port_value(raw: Any, path: str) -> int | str | None:
         raise ObjectError(path, "must be a port number or a named port")
     number: int
     if isinstance(raw, str):
-        if not _ASCII_NUMBER.fullmatch(raw):
-            if len(raw) <= 15 and _SERVICE_NAME.fullmatch(raw) and "--" not in raw and any(c.isalpha() for c in raw):
-                return raw
+        if _ASCII_NUMBER.fullmatch(raw) and quoted_numbers:
+            number = int(raw)
+        elif _ASCII_NUMBER.fullmatch(raw):
+            raise ObjectError(path, f"{raw!r} is a quoted number, which the API server refuses as a named port "
+                                    f"(a name needs at least one letter): write {raw} without quotes")
+        elif len(raw) <= 15 and _SERVICE_NAME.fullmatch(raw) and "--" not in raw and any(c.isalpha() for c in raw):
+            return raw
+        else:
             raise ObjectError(path, f"{raw!r} is not a port number or an IANA service name (at most 15 "
                                     "characters a-z, 0-9 and '-', at least one letter, no '--', no '-' at either end)")
-        number = int(raw)
     else:
         number = raw
     if not 1 <= number <= 65535:

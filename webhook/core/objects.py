@@ -7,10 +7,11 @@ Every reader of `metadata`, `metadata.labels` and `metadata.name` goes through h
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
-from webhook.core.errors import ObjectError
+from webhook.core.errors import ObjectError, clip_repr
 
 # The API server sets this label on every namespace (since 1.21) to the namespace's name; selectors may use it.
 NAME_LABEL = "kubernetes.io/metadata.name"
@@ -55,7 +56,45 @@ def name_of(obj: Mapping[str, Any] | None, *, generated: bool = True) -> str:
 
 
 def namespace_of(obj: Mapping[str, Any] | None, default: str = "") -> str:
-    """`metadata.namespace`, or `default` when absent or not a string (never raises)."""
+    """`metadata.namespace`, or `default` when absent or empty.
+
+    Raises ObjectError when it is there but not a string (`[shop]`, `5`): such an object must never be judged as
+    if it lived in `default`.
+    """
     metadata = obj.get("metadata") if isinstance(obj, Mapping) else None
     value = metadata.get("namespace") if isinstance(metadata, Mapping) else None
-    return value if isinstance(value, str) and value else default
+    if value is not None and not isinstance(value, str):
+        raise ObjectError("metadata.namespace", f"must be a string, not {clip_repr(value)}")
+    return value or default
+
+
+_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+_DNS1123_LABEL = re.compile(_LABEL)
+_DNS1123_SUBDOMAIN = re.compile(rf"{_LABEL}(\.{_LABEL})*")
+# Kinds whose names are DNS-1123 labels; the other judged kinds (workloads, NetworkPolicy) take DNS-1123 subdomains.
+_LABEL_NAMED_KINDS = frozenset({"Namespace"})
+
+
+def check_metadata(kind: str, obj: Mapping[str, Any]) -> None:
+    """Refuse a `metadata.name` (or `generateName`) or `metadata.labels` the API server would refuse for `kind`.
+
+    Offline (`check`) nothing else would: a Pod named `[x]`, or `labels: []` on any judged object, must be bad
+    input naming the field, not a judged object.
+    """
+    metadata = metadata_of(obj)
+    labels_of(obj)
+    label = kind in _LABEL_NAMED_KINDS
+    for field in ("name", "generateName"):
+        value = metadata.get(field)
+        if value is None or value == "":
+            continue
+        if not isinstance(value, str):
+            raise ObjectError(f"metadata.{field}", f"must be a string, not {clip_repr(value)}")
+        # generateName is a prefix: a trailing '-' is fine, the API server appends random characters to it.
+        text = value[:-1] + "a" if field == "generateName" and value.endswith("-") else value
+        pattern, limit = (_DNS1123_LABEL, 63) if label else (_DNS1123_SUBDOMAIN, 253)
+        if len(text) > limit or not pattern.fullmatch(text):
+            what = "a DNS-1123 label" if label else "a DNS-1123 subdomain"
+            rule = "lower-case letters, digits and '-'" + ("" if label else ", dot-separated")
+            raise ObjectError(f"metadata.{field}", f"{clip_repr(value)} is not {what} ({rule}, starting and "
+                                                   f"ending with a letter or digit, at most {limit} characters)")

@@ -109,6 +109,24 @@ def block_intervals(block: IPBlock) -> list[Interval]:
     return subtract_intervals([network_interval(block.cidr)], (network_interval(e) for e in block.excepts))
 
 
+IPV4_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")  # ::ffff:a.b.c.d is the IPv4 address a.b.c.d
+_MAPPED_LOW, _MAPPED_HIGH = network_interval(IPV4_MAPPED)
+
+
+def mapped_ipv4_intervals(block: IPBlock) -> list[Interval]:
+    """The IPv4 addresses an IPv6 ipBlock lets through as IPv4-mapped addresses (inside ::ffff:0:0/96).
+
+    `::ffff:0:0/96` is every IPv4 address and `::ffff:169.254.169.254/128` the metadata address: a socket that
+    connects to one talks IPv4. Exact: the block's intervals (minus excepts) cut to the mapped range.
+    """
+    if block.cidr.version != 6:
+        return []
+    return [
+        (max(low, _MAPPED_LOW) - _MAPPED_LOW, min(high, _MAPPED_HIGH) - _MAPPED_LOW)
+        for low, high in block_intervals(block) if low <= _MAPPED_HIGH and high >= _MAPPED_LOW
+    ]
+
+
 @dataclass(frozen=True, slots=True)
 class AddressUnion:
     version: int  # 4 or 6
@@ -120,10 +138,16 @@ class AddressUnion:
 
 
 def address_union(blocks: Iterable[IPBlock]) -> dict[int, AddressUnion]:
-    """Per IP family, how many distinct addresses the union of these ipBlocks (each minus its excepts) holds."""
+    """Per IP family, how many distinct addresses the union of these ipBlocks (each minus its excepts) holds.
+
+    IPv4-mapped IPv6 addresses (::ffff:0:0/96) count as the IPv4 addresses they are, as well as IPv6 ones.
+    """
     by_version: dict[int, list[Interval]] = {}
     for block in blocks:
         by_version.setdefault(block.cidr.version, []).extend(block_intervals(block))
+        mapped = mapped_ipv4_intervals(block)
+        if mapped:
+            by_version.setdefault(4, []).extend(mapped)
     return {
         version: AddressUnion(version, interval_size(merge_intervals(intervals)))
         for version, intervals in sorted(by_version.items())

@@ -18,6 +18,7 @@ from webhook.core.reach import (
     address_union,
     block_limit,
     distinct_ports,
+    mapped_ipv4_intervals,
     ports_overlap,
     selects_every_namespace,
     selects_every_namespace_by_construction,
@@ -174,7 +175,8 @@ def _any_namespace(rule: Rule, ref: str, namespaces: Sequence[NamespaceInfo] | N
             continue
         yield Finding(
             "any-namespace",
-            f"any-namespace: {ref}: {rule.peers_field}[{index}] has {why} without a podSelector, "
+            f"any-namespace: {ref}: {rule.peers_field}[{index}] has {why} "
+            f"{'without a podSelector' if peer.pod_selector is None else 'with an empty podSelector'}, "
             "i.e. every pod of every namespace",
             "fix: select namespaces by label (e.g. kubernetes.io/metadata.name In [...]) or add a podSelector",
         )
@@ -199,13 +201,17 @@ def _broad_cidr(rule: Rule, ref: str, min_v4: int, min_v6: int) -> Iterator[Find
         minimum = min_v4 if version == 4 else min_v6
         if not too_broad(union, minimum):
             continue
-        family = [(i, b) for i, b in blocks if b.cidr.version == version]
+        family = [(i, b) for i, b in blocks
+                  if b.cidr.version == version or (version == 4 and mapped_ipv4_intervals(b))]
         limit = block_limit(version, minimum)
         if union.everything:
-            why = "every address (the whole internet)"
+            why = "every IPv4 address" if version == 4 and any(b.cidr.version == 6 for _, b in family) else \
+                "every address (the whole internet)"
         else:
             why = (f"{union.addresses} IPv{version} addresses, {union.addresses - limit} more than one "
                    f"/{minimum} ({limit})")
+            if version == 4 and any(b.cidr.version == 6 for _, b in family):
+                why += " (IPv4-mapped IPv6 addresses, ::ffff:0:0/96, are IPv4 addresses)"
         if len(family) == 1:
             index, block = family[0]
             where = f"{rule.peers_field}[{index}].ipBlock.cidr {block.describe()}{_excepting(block)} holds"
@@ -238,11 +244,13 @@ def _metadata_endpoint(rule: Rule, ref: str, settings: MetadataEndpointSettings)
     for index, block in _ip_blocks(rule):
         for address in settings.ip_addresses:
             if block.contains(address):
-                host = f"{address}/{address.max_prefixlen}"
+                mapped = address.version == 4 and block.cidr.version == 6
+                host = f"::ffff:{address}/128" if mapped else f"{address}/{address.max_prefixlen}"
                 yield Finding(
                     "metadata-endpoint",
                     f"metadata-endpoint: {ref}: {rule.peers_field}[{index}].ipBlock {block.describe()} "
-                    f"lets pods reach the cloud metadata endpoint {address}",
+                    f"lets pods reach the cloud metadata endpoint {address}"
+                    + (f" (as the IPv4-mapped ::ffff:{address})" if mapped else ""),
                     f"fix: add {host} to ipBlock.except",
                 )
 

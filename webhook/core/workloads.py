@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from webhook.core.errors import ObjectError
+from webhook.core.errors import ObjectError, clip_repr
 from webhook.core.objects import labels_of
 
 # kind -> path of the pod template inside the object (empty: the object is the pod).
@@ -55,5 +55,11 @@ def pod_template(kind: str, obj: Mapping[str, Any]) -> PodTemplate | None:
     if not isinstance(spec, Mapping):
         raise ObjectError(f"{field}.spec" if field else "spec", "must be a mapping")
     labels = labels_of(node, f"{field}.metadata" if field else "metadata")
-    host_network = spec.get("hostNetwork") is True
+    host_network = spec.get("hostNetwork", False)
+    if host_network is None:
+        host_network = False
+    if not isinstance(host_network, bool):
+        # Never read as false: the API server refuses anything but a boolean, so this is bad input, not a pass.
+        where = f"{field}.spec.hostNetwork" if field else "spec.hostNetwork"
+        raise ObjectError(where, f"must be true or false, not {clip_repr(host_network)}")
     return PodTemplate(labels=labels, host_network=host_network, field=field)

@@ -20,6 +20,7 @@ from typing_extensions import TypedDict
 from webhook.core.config import Config
 from webhook.core.engine import JUDGED_KINDS, Decision, Operation, User
 from webhook.core.engine import Request as AdmissionRequest
+from webhook.core.errors import ObjectError
 from webhook.core.objects import name_of, namespace_of
 from webhook.errors import MAX_VALUE_CHARS, BadReview, clip, clip_repr, clip_text
 
@@ -132,7 +133,10 @@ def parse_review(body: bytes) -> Review:
     operation: Operation = request["operation"]
     obj, old = request.get("object"), request.get("oldObject")
     # Hand-written reviews may omit request.namespace or request.name: take them from the object then.
-    namespace = request.get("namespace") or clip(namespace_of(obj) or namespace_of(old), 253)
+    try:
+        namespace = request.get("namespace") or clip(namespace_of(obj) or namespace_of(old), 253)
+    except ObjectError as error:  # metadata.namespace that is not a string: never judged as `default`
+        raise BadReview(f"request.object: {error}") from None
     name = request.get("name") or clip(name_of(obj, generated=False) or name_of(old, generated=False), 253)
     if obj is None and operation in ("CREATE", "UPDATE") and object_kind in JUDGED_KINDS:
         raise BadReview(f"request.object: required for {operation} of a {object_kind}")
