@@ -28,18 +28,17 @@ What it writes and where comes from the core (`Generation.plan`). How it behaves
 
 from __future__ import annotations
 
-import contextlib
 import heapq
 import json
 import logging
 import random
-import socket
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from webhook.cluster.reflector import shutdown_stream, watch_lines
 from webhook.core.config import Config
 from webhook.core.coverage import namespace_coverage
 from webhook.core.errors import BadInput, ObjectError
@@ -140,7 +139,7 @@ class Generator:
     def stop(self) -> None:
         self._stopping.set()
         self._stopped_leading()
-        _interrupt(self._response)
+        shutdown_stream(self._response)
         with self._cond:
             self._cond.notify_all()
         for thread in self._threads:
@@ -167,7 +166,7 @@ class Generator:
                 self._handled.pop(name, None)
                 self._infos.pop(name, None)
             self._queue.clear()  # the next leader looks back over what we had not done
-        _interrupt(self._response)
+        shutdown_stream(self._response)
 
     # --- the namespace watch (leader only) ---
     def _watch_loop(self) -> None:
@@ -211,7 +210,7 @@ class Generator:
             raise
         self._response = response
         try:
-            for line in _lines(response):
+            for line in watch_lines(response):
                 if not self.leading:
                     break
                 event = json.loads(line)
@@ -506,30 +505,6 @@ def _source_policies(config: Config, kubeconfig: str | None) -> list[Any]:
 
 class _Gone(Exception):
     """410 Gone: relist."""
-
-
-def _interrupt(response: Any) -> None:
-    """Unblock a watch read from another thread (shutting the socket down; close() can hang on the SSL lock)."""
-    connection = getattr(response, "connection", None) if response is not None else None
-    sock = getattr(connection, "sock", None) if connection is not None else None
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_RDWR)
-
-
-def _lines(response: Any) -> Iterator[bytes]:
-    buffer = b""
-    for chunk in response.stream(amt=None, decode_content=False):
-        buffer += chunk
-        while True:
-            end = buffer.find(b"\n")
-            if end < 0:
-                break
-            line, buffer = buffer[:end], buffer[end + 1:]
-            if line.strip():
-                yield line
-    if buffer.strip():
-        yield buffer
 
 
 def _short(error: BaseException) -> str:

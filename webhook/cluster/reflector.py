@@ -154,7 +154,7 @@ class _Reflector:
         self.source.touch()
         self._succeeded()
         try:
-            for line in _lines(response):
+            for line in watch_lines(response):
                 if self.stopping.is_set():
                     break
                 event = json.loads(line)
@@ -282,12 +282,7 @@ class _Reflector:
     def interrupt(self) -> None:
         """Unblock a thread waiting in a watch read (closing from another thread can hang on the SSL lock)."""
         self.stopping.set()
-        response = self._response
-        connection = getattr(response, "connection", None) if response is not None else None
-        sock = getattr(connection, "sock", None) if connection is not None else None
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
+        shutdown_stream(self._response)
 
 
 class _SourceReflector(_Reflector):
@@ -385,7 +380,16 @@ def _namespace_of(obj: Mapping[str, Any]) -> str:
     return namespace if isinstance(namespace, str) and namespace else "default"
 
 
-def _lines(response: Any) -> Iterator[bytes]:
+def shutdown_stream(response: Any) -> None:
+    """Unblock a thread reading a streamed response (closing it from another thread can hang on the SSL lock)."""
+    connection = getattr(response, "connection", None) if response is not None else None
+    sock = getattr(connection, "sock", None) if connection is not None else None
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+
+def watch_lines(response: Any) -> Iterator[bytes]:
     """Newline-delimited watch events from a streamed response."""
     buffer = b""
     for chunk in response.stream(amt=None, decode_content=False):
