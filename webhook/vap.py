@@ -56,7 +56,12 @@ STRICTER: dict[str, str] = {
     "port-range": "sums the sizes of a rule's port entries per protocol (overlapping entries and repeated names count "
                   "twice) instead of the size of their union",
     "broad-cidr": "sums a rule's ipBlock sizes per family, each minus only its largest except, instead of the size "
-                  "of their union minus every except; a CIDR CEL cannot parse is refused",
+                  "of their union minus every except; a CIDR CEL cannot parse is refused; an IPv6 block of /96 or "
+                  "wider whose first 80 bits are zero (it may hold the IPv4-mapped ::ffff:0:0/96) counts as every "
+                  "IPv4 address, whatever its excepts",
+    "metadata-endpoint": "an IPv6 block of /96 or wider whose first 80 bits are zero (it may hold the IPv4-mapped "
+                         "::ffff:0:0/96, where ::ffff:169.254.169.254 lives) reaches the IPv4 endpoints, whatever "
+                         "its excepts",
 }
 
 # Every controller whose pod template netpol-guard judges: (API group, resource).
@@ -207,6 +212,14 @@ def _block_units(bits: int, min_prefix: int) -> tuple[str, int]:
     return units, limit - 1 if t == bits else limit
 
 
+# An IPv6 ipBlock that may hold the IPv4-mapped space ::ffff:0:0/96, i.e. every IPv4 address written as IPv6
+# (the engine reads such blocks as the IPv4 addresses they map). CEL's cidr()/ip() refuse mapped addresses, so
+# this tests the prefix instead: /96 or wider with the first 80 bits zero, or containing ::. Stricter than the
+# engine for the few such blocks that hold none of the mapped space, and it ignores excepts.
+_MAPS_IPV4 = ("(p.ipBlock.cidr.contains(':') && [cidr(p.ipBlock.cidr)].all(c, c.prefixLength() <= 96 && "
+              "(c.containsIP(ip('::')) || cidr('::/80').containsCIDR(c))))")
+
+
 def _broad_cidr(min_v4: int, min_v6: int) -> list[Check]:
     checks = []
     for direction, peers in (("ingress", "from"), ("egress", "to")):
@@ -221,8 +234,9 @@ def _broad_cidr(min_v4: int, min_v6: int) -> list[Check]:
             units, limit = _block_units(bits, minimum)
             # An IPv6 CIDR always has a ':', an IPv4 one never: no parse needed to tell the families apart.
             of_family = f"{blocks}.filter(p, {'' if family == 6 else '!'}p.ipBlock.cidr.contains(':'))"
+            mapped = f" && !{blocks}.exists(p, isCIDR(p.ipBlock.cidr) && {_MAPS_IPV4})" if family == 4 else ""
             checks.append(Check(
-                f"variables.{direction}.all(r, {of_family}.map(p, {units}).sum() <= {limit})",
+                f"variables.{direction}.all(r, {of_family}.map(p, {units}).sum() <= {limit}{mapped})",
                 f"an {direction} rule's IPv{family} ipBlocks (minus excepts), taken together, hold more addresses "
                 f"than one /{minimum} (or every address); fix: use the narrowest CIDRs that hold the real peers "
                 f"(/{minimum} or narrower in all)",
@@ -234,6 +248,8 @@ def _metadata_endpoint(addresses: Sequence[str], ports: Sequence[OpenPort]) -> l
     # Each block's CIDR parsed once (a one-element list binds it), the addresses once per request (a variable).
     reaches = ("[cidr(p.ipBlock.cidr)].all(c, variables.metadata.exists(a, c.containsIP(a) && "
                "!(has(p.ipBlock.except) && p.ipBlock.except.exists(x, cidr(x).containsIP(a)))))")
+    if any(":" not in address for address in addresses):  # an IPv4 endpoint is also reachable as ::ffff:a.b.c.d
+        reaches = f"({reaches} || {_MAPS_IPV4})"
     checks = [Check(
         f"variables.egress.all(r, !has(r.to) || r.to.all(p, !has(p.ipBlock) || !isCIDR(p.ipBlock.cidr) || "
         f"!{reaches}))",

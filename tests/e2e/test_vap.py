@@ -42,7 +42,8 @@ def deployment(name: str, namespace: str = NS, host_network: bool = False) -> di
 REFUSED: list[tuple[dict[str, Any], set[str]]] = [
     (netpol("open-ingress", policyTypes=["Ingress"], ingress=[{}]), {"allow-all-ingress"}),
     (netpol("internet", policyTypes=["Egress"], egress=[{"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}],
-                                                         "ports": [{"port": 443}]}]), {"broad-cidr"}),
+                                                         "ports": [{"port": 443}]}]),
+     {"broad-cidr", "metadata-endpoint"}),
     (netpol("every-namespace", policyTypes=["Ingress"], ingress=[{"from": [{"namespaceSelector": {}}]}]),
      {"any-namespace"}),
     (netpol("every-namespace-by-name", policyTypes=["Ingress"], ingress=[{"from": [{"namespaceSelector": {

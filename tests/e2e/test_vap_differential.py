@@ -3,9 +3,10 @@
 Every object (a hand-written corpus of edge cases plus seeded random NetworkPolicies and workloads) is
 sent to the API server as a server-side dry-run create with only netpol-guard's VAPs installed (no
 webhook), and to the engine. For each stateless rule the rule ids must match, except where the VAP is
-documented as stricter (webhook.vap.STRICTER): then the VAP may add port-range or broad-cidr, and only
-when the object has the shape that makes CEL's sum exceed the engine's union (checked here by
-recomputing the CEL sum in Python). The VAP may never miss a rule the engine reports.
+documented as stricter (webhook.vap.STRICTER): then the VAP may add port-range, broad-cidr or
+metadata-endpoint, and only when the object has the shape that makes CEL's sum exceed the engine's
+union, or an IPv6 block that may hold the IPv4-mapped space (both recomputed here in Python).
+The VAP may never miss a rule the engine reports.
 
 The VAPs run with validationActions [Warn, Audit] (so every failing policy reports, not just the first)
 and failurePolicy Fail (so a CEL error or an exceeded cost budget shows up as a refusal, never passes).
@@ -352,13 +353,36 @@ def cidr_sum_exceeds(obj: dict[str, Any], min_v4: int, min_v6: int) -> bool:
     return False
 
 
+_ZERO_80 = ipaddress.ip_network("::/80")
+
+
+def may_map_ipv4(obj: dict[str, Any], direction_key: str | None = None) -> bool:
+    """The VAP's test for an IPv6 block that may hold the IPv4-mapped space (webhook.vap._MAPS_IPV4): /96 or
+    wider, and either holding :: or inside ::/80."""
+    spec = obj.get("spec", {})
+    keys = (direction_key,) if direction_key else ("ingress", "egress")
+    for key in keys:
+        for rule in spec.get(key) or []:
+            for peer in rule.get("from", rule.get("to")) or []:
+                block = peer.get("ipBlock")
+                if block is None or ":" not in block["cidr"]:
+                    continue
+                network = ipaddress.ip_network(block["cidr"], strict=False)
+                if network.prefixlen <= 96 and (
+                        ipaddress.ip_address("::") in network or network.subnet_of(_ZERO_80)):
+                    return True
+    return False
+
+
 def stricter_ok(rule: str, obj: dict[str, Any], config: Config) -> bool:
     """Whether the VAP reporting `rule` where the engine does not is a documented stricter case."""
     if rule == "port-range":
         return port_sum_exceeds(obj, config.rules.port_range.max_ports)
     if rule == "broad-cidr":
         settings = config.rules.broad_cidr
-        return cidr_sum_exceeds(obj, settings.min_prefix_v4, settings.min_prefix_v6)
+        return cidr_sum_exceeds(obj, settings.min_prefix_v4, settings.min_prefix_v6) or may_map_ipv4(obj)
+    if rule == "metadata-endpoint":
+        return may_map_ipv4(obj, "egress")
     return False
 
 

@@ -158,7 +158,7 @@ def test_parameters_are_baked_into_the_cel() -> None:
     assert "(8080 <= int(p.port) && (has(p.endPort) ? p.endPort : int(p.port)) <= 8091)" in ingress  # merged
     assert 'p.port in ["metrics"]' in ingress
     cidr = expressions(found["netpol-guard-broad-cidr"])
-    assert ".sum() <= 65536)" in cidr  # IPv4: 2^(32-16) addresses, exact
+    assert ".sum() <= 65536 && !" in cidr  # IPv4: 2^(32-16) addresses, exact, and no IPv6 block mapping IPv4
     assert ".sum() <= 4294967296)" in cidr  # IPv6: 2^(128-96), below 2^40 so counted exactly too
     metadata = expressions(found["netpol-guard-metadata-endpoint"])
     assert variables(found["netpol-guard-metadata-endpoint"])["metadata"] == '[ip("192.0.2.7")]'
