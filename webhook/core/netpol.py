@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from webhook.core.errors import ObjectError
+from webhook.core.objects import mapping_at, required_name
 from webhook.core.selectors import LabelSelector, parse_selector
 
 Direction = Literal["Ingress", "Egress"]
@@ -136,14 +137,12 @@ class NetworkPolicy:
 
 def parse_network_policy(obj: Mapping[str, Any], default_namespace: str = "default") -> NetworkPolicy:
     """Read a NetworkPolicy manifest; raises ObjectError naming the bad field."""
-    metadata = _mapping(obj.get("metadata"), "metadata")
-    name = metadata.get("name")
-    if not isinstance(name, str) or not name:
-        raise ObjectError("metadata.name", "required")
+    metadata = mapping_at(obj.get("metadata"), "metadata")
+    name = required_name(metadata)
     namespace = metadata.get("namespace") or default_namespace
     if not isinstance(namespace, str):
         raise ObjectError("metadata.namespace", "must be a string")
-    spec = _mapping(obj.get("spec"), "spec")
+    spec = mapping_at(obj.get("spec"), "spec")
     pod_selector = parse_selector(spec.get("podSelector"), "spec.podSelector")
     ingress = _parse_rules(spec.get("ingress"), "Ingress")
     egress = _parse_rules(spec.get("egress"), "Egress")
@@ -171,13 +170,6 @@ def parse_network_policy(obj: Mapping[str, Any], default_namespace: str = "defau
     )
 
 
-def _mapping(raw: Any, path: str) -> Mapping[str, Any]:
-    if raw is None:
-        return {}
-    if not isinstance(raw, Mapping):
-        raise ObjectError(path, f"must be a mapping, not {type(raw).__name__}")
-    return raw
-
 
 def _parse_rules(raw: Any, direction: Direction) -> tuple[Rule, ...]:
     path = f"spec.{direction.lower()}"
@@ -189,7 +181,7 @@ def _parse_rules(raw: Any, direction: Direction) -> tuple[Rule, ...]:
     rules = []
     for index, item in enumerate(raw):
         where = f"{path}[{index}]"
-        rule = _mapping(item, where)
+        rule = mapping_at(item, where)
         unknown = set(rule) - {peer_key, "ports"}
         if unknown:
             raise ObjectError(where, f"unknown field(s) {', '.join(sorted(map(str, unknown)))} in a {direction} rule")
@@ -207,7 +199,7 @@ def _parse_peers(raw: Any, path: str) -> tuple[Peer, ...]:
     peers = []
     for index, item in enumerate(raw):
         where = f"{path}[{index}]"
-        peer = _mapping(item, where)
+        peer = mapping_at(item, where)
         unknown = set(peer) - {"podSelector", "namespaceSelector", "ipBlock"}
         if unknown:
             raise ObjectError(where, f"unknown peer field(s) {', '.join(sorted(map(str, unknown)))}")
@@ -273,7 +265,7 @@ def parse_cidr(raw: Any, path: str) -> ParsedCidr:
 
 
 def _parse_ip_block(raw: Any, path: str) -> IPBlock:
-    block = _mapping(raw, path)
+    block = mapping_at(raw, path)
     parsed = parse_cidr(block.get("cidr"), f"{path}.cidr")
     raw_excepts = block.get("except") or []
     if not isinstance(raw_excepts, list):
@@ -333,7 +325,7 @@ def _parse_ports(raw: Any, path: str) -> tuple[Port, ...]:
     ports = []
     for index, item in enumerate(raw):
         where = f"{path}[{index}]"
-        entry = _mapping(item, where)
+        entry = mapping_at(item, where)
         protocol = entry.get("protocol") or "TCP"
         if protocol not in PROTOCOLS:
             raise ObjectError(f"{where}.protocol", f"must be one of {', '.join(PROTOCOLS)}, not {protocol!r}")

@@ -17,16 +17,26 @@ from webhook.core.errors import ObjectError, clip_repr
 NAME_LABEL = "kubernetes.io/metadata.name"
 
 
+def mapping_at(raw: Any, path: str) -> Mapping[str, Any]:
+    """A field that must be a mapping ({} when absent); raises ObjectError naming `path` otherwise."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise ObjectError(path, f"must be a mapping, not {type(raw).__name__}")
+    return raw
+
+
 def metadata_of(obj: Mapping[str, Any] | None, path: str = "metadata") -> Mapping[str, Any]:
     """`metadata` of an object ({} when absent); raises ObjectError naming `path` when it is not a mapping."""
-    if obj is None:
-        return {}
-    metadata = obj.get("metadata")
-    if metadata is None:
-        return {}
-    if not isinstance(metadata, Mapping):
-        raise ObjectError(path, f"must be a mapping, not {type(metadata).__name__}")
-    return metadata
+    return {} if obj is None else mapping_at(obj.get("metadata"), path)
+
+
+def required_name(metadata: Mapping[str, Any]) -> str:
+    """`metadata.name` of an object that must have one (a stored policy); raises ObjectError otherwise."""
+    name = metadata.get("name")
+    if not isinstance(name, str) or not name:
+        raise ObjectError("metadata.name", "required")
+    return name
 
 
 def labels_of(obj: Mapping[str, Any] | None, path: str = "metadata") -> dict[str, str]:

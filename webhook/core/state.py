@@ -15,10 +15,9 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from webhook.core.coverage import Isolation, namespace_coverage, with_sources
-from webhook.core.errors import ObjectError
 from webhook.core.netpol import NetworkPolicy
 from webhook.core.objects import NAME_LABEL as NAME_LABEL  # re-exported: long imported from here
-from webhook.core.objects import labels_of, metadata_of
+from webhook.core.objects import labels_of, metadata_of, required_name
 from webhook.core.sources.base import SourcePolicy, compose
 
 
@@ -32,9 +31,7 @@ class NamespaceInfo:
 
 def parse_namespace(obj: Mapping[str, Any]) -> NamespaceInfo:
     metadata = metadata_of(obj)
-    name = metadata.get("name")
-    if not isinstance(name, str) or not name:
-        raise ObjectError("metadata.name", "required")
+    name = required_name(metadata)
     labels = labels_of(obj)
     status = obj.get("status") or {}
     terminating = metadata.get("deletionTimestamp") is not None or (

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from webhook.core.errors import ObjectError
 from webhook.core.netpol import DIRECTIONS, Direction
+from webhook.core.objects import mapping_at, required_name
 from webhook.core.sources.base import Opener, Precedence, SourcePolicy, Tri, Unit
 from webhook.core.sources.calico_selector import Selector, parse_field
 
@@ -105,17 +106,15 @@ class CalicoSubject:
 def parse_calico_policy(obj: Mapping[str, Any], default_namespace: str = "default") -> SourcePolicy:
     """A GlobalNetworkPolicy or NetworkPolicy of either Calico API group; ObjectError names the field."""
     kind = obj.get("kind")
-    metadata = _mapping(obj.get("metadata"), "metadata")
-    name = metadata.get("name")
-    if not isinstance(name, str) or not name:
-        raise ObjectError("metadata.name", "required")
+    metadata = mapping_at(obj.get("metadata"), "metadata")
+    name = required_name(metadata)
     namespace = ""
     if kind == "NetworkPolicy":
         raw_namespace = metadata.get("namespace") or default_namespace
         if not isinstance(raw_namespace, str):
             raise ObjectError("metadata.namespace", "must be a string")
         namespace = raw_namespace
-    spec = _mapping(obj.get("spec"), "spec")
+    spec = mapping_at(obj.get("spec"), "spec")
     subject = CalicoSubject(
         namespace=namespace,
         selector=parse_field(spec.get("selector"), "spec.selector"),
@@ -170,12 +169,12 @@ def _rules(raw: Any, path: str) -> list[Mapping[str, Any]]:
         raise ObjectError(path, "must be a list of rules")
     rules = []
     for index, item in enumerate(raw):
-        rule = _mapping(item, f"{path}[{index}]")
+        rule = mapping_at(item, f"{path}[{index}]")
         if rule.get("action") not in ACTIONS:
             raise ObjectError(f"{path}[{index}].action", f"must be one of {', '.join(ACTIONS)}, "
                                                          f"not {rule.get('action')!r}")
         for side in ("source", "destination"):
-            entity = _mapping(rule.get(side), f"{path}[{index}].{side}")
+            entity = mapping_at(rule.get(side), f"{path}[{index}].{side}")
             for field_name in ("selector", "notSelector"):
                 parse_field(entity.get(field_name), f"{path}[{index}].{side}.{field_name}")
             parse_field(entity.get("namespaceSelector"), f"{path}[{index}].{side}.namespaceSelector",
@@ -206,7 +205,7 @@ def _first_catch_all(rules: list[Mapping[str, Any]]) -> tuple[int, str] | None:
 def _matches_everything(rule: Mapping[str, Any]) -> bool:
     if any(rule.get(f) not in (None, {}, []) for f in RULE_MATCH_FIELDS):
         return False
-    return all(_every_entity(_mapping(rule.get(side), side)) for side in ("source", "destination"))
+    return all(_every_entity(mapping_at(rule.get(side), side)) for side in ("source", "destination"))
 
 
 def _every_entity(entity: Mapping[str, Any]) -> bool:
@@ -223,10 +222,3 @@ def _every_entity(entity: Mapping[str, Any]) -> bool:
             return False
     return EVERY_V4 in networks and EVERY_V6 in networks
 
-
-def _mapping(raw: Any, path: str) -> Mapping[str, Any]:
-    if raw is None:
-        return {}
-    if not isinstance(raw, Mapping):
-        raise ObjectError(path, f"must be a mapping, not {type(raw).__name__}")
-    return raw

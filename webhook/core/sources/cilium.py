@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from webhook.core.errors import ObjectError
 from webhook.core.netpol import DIRECTIONS, Direction
+from webhook.core.objects import mapping_at, required_name
 from webhook.core.selectors import LabelSelector, parse_selector
 from webhook.core.sources.base import Opener, Precedence, SourcePolicy, Tri, Unit, tri_match
 
@@ -73,10 +74,8 @@ class EndpointSubject:
 
 def parse_cilium_policy(obj: Mapping[str, Any], default_namespace: str = "default") -> SourcePolicy:
     kind = str(obj.get("kind"))
-    metadata = _mapping(obj.get("metadata"), "metadata")
-    name = metadata.get("name")
-    if not isinstance(name, str) or not name:
-        raise ObjectError("metadata.name", "required")
+    metadata = mapping_at(obj.get("metadata"), "metadata")
+    name = required_name(metadata)
     namespace = ""
     if kind == "CiliumNetworkPolicy":
         raw_namespace = metadata.get("namespace") or default_namespace
@@ -86,11 +85,11 @@ def parse_cilium_policy(obj: Mapping[str, Any], default_namespace: str = "defaul
     raw_spec, raw_specs = obj.get("spec"), obj.get("specs")
     rules: list[tuple[str, Mapping[str, Any]]] = []
     if raw_spec is not None:
-        rules.append(("spec", _mapping(raw_spec, "spec")))
+        rules.append(("spec", mapping_at(raw_spec, "spec")))
     if raw_specs is not None:
         if not isinstance(raw_specs, list):
             raise ObjectError("specs", "must be a list of rules")
-        rules += [(f"specs[{i}]", _mapping(r, f"specs[{i}]")) for i, r in enumerate(raw_specs)]
+        rules += [(f"specs[{i}]", mapping_at(r, f"specs[{i}]")) for i, r in enumerate(raw_specs)]
     if not rules:
         raise ObjectError("spec", "spec or specs is required")
     units = tuple(_unit(rule, path, namespace) for path, rule in rules)
@@ -107,7 +106,7 @@ def _unit(rule: Mapping[str, Any], path: str, namespace: str) -> Unit:
             d: "its rule selects nodes (a host policy), not pods" for d in DIRECTIONS})
     selector = _endpoint_selector(rule.get("endpointSelector"), f"{path}.endpointSelector")
     subject = EndpointSubject(namespace, selector)
-    defaults = _mapping(rule.get("enableDefaultDeny"), f"{path}.enableDefaultDeny")
+    defaults = mapping_at(rule.get("enableDefaultDeny"), f"{path}.enableDefaultDeny")
     deny: dict[Direction, Precedence] = {}
     why_not: dict[Direction, str] = {}
     openers: dict[Direction, tuple[Opener, ...]] = {}
@@ -142,10 +141,10 @@ _NOTHING = LabelSelector(match_labels=((POD_NAMESPACE, ""),))
 def _endpoint_selector(raw: Any, path: str) -> LabelSelector:
     if raw is None:
         raise ObjectError(path, "required (or nodeSelector)")
-    selector = _mapping(raw, path)
+    selector = mapping_at(raw, path)
     normalised: dict[str, Any] = {}
     if selector.get("matchLabels") is not None:
-        labels = _mapping(selector["matchLabels"], f"{path}.matchLabels")
+        labels = mapping_at(selector["matchLabels"], f"{path}.matchLabels")
         normalised["matchLabels"] = {_strip(str(k)): v for k, v in labels.items()}
     if selector.get("matchExpressions") is not None:
         expressions = selector["matchExpressions"]
@@ -182,10 +181,3 @@ def _list(raw: Any, path: str) -> list[Any]:
         raise ObjectError(path, "must be a list of rules")
     return raw
 
-
-def _mapping(raw: Any, path: str) -> Mapping[str, Any]:
-    if raw is None:
-        return {}
-    if not isinstance(raw, Mapping):
-        raise ObjectError(path, f"must be a mapping, not {type(raw).__name__}")
-    return raw

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from webhook.core.errors import ObjectError
 from webhook.core.netpol import DIRECTIONS, Direction, parse_cidr
+from webhook.core.objects import mapping_at, required_name
 from webhook.core.selectors import LabelSelector, parse_selector
 from webhook.core.sources.base import Opener, Precedence, SourcePolicy, Tri, Unit, tri_match
 
@@ -82,13 +83,13 @@ class Dialect:
 
 
 def parse_subject(raw: Any, path: str) -> NamespacedSubject:
-    subject = _mapping(raw, path)
+    subject = mapping_at(raw, path)
     namespaces, pods = subject.get("namespaces"), subject.get("pods")
     if (namespaces is None) == (pods is None):
         raise ObjectError(path, "exactly one of namespaces or pods is required")
     if namespaces is not None:
         return NamespacedSubject(parse_selector(namespaces, f"{path}.namespaces"), None)
-    pods_map = _mapping(pods, f"{path}.pods")
+    pods_map = mapping_at(pods, f"{path}.pods")
     return NamespacedSubject(
         parse_selector(pods_map.get("namespaceSelector") or {}, f"{path}.pods.namespaceSelector"),
         parse_selector(pods_map.get("podSelector") or {}, f"{path}.pods.podSelector"),
@@ -99,11 +100,9 @@ def read_policy(
     obj: Mapping[str, Any], dialect: Dialect, tier: str, priority: float,
 ) -> SourcePolicy:
     """The common reading once kind-specific fields (tier, priority) are known."""
-    metadata = _mapping(obj.get("metadata"), "metadata")
-    name = metadata.get("name")
-    if not isinstance(name, str) or not name:
-        raise ObjectError("metadata.name", "required")
-    spec = _mapping(obj.get("spec"), "spec")
+    metadata = mapping_at(obj.get("metadata"), "metadata")
+    name = required_name(metadata)
+    spec = mapping_at(obj.get("spec"), "spec")
     subject = parse_subject(spec.get("subject"), "spec.subject")
     at = Precedence(TIERS[tier], priority)
     deny: dict[Direction, Precedence] = {}
@@ -140,7 +139,7 @@ def _read_direction(
     denies = 0
     for index, item in enumerate(raw_rules):
         where = f"spec.{direction.lower()}[{index}]"
-        rule = _mapping(item, where)
+        rule = mapping_at(item, where)
         action = rule.get("action")
         if action not in dialect.actions:
             raise ObjectError(f"{where}.action", f"must be one of {', '.join(dialect.actions)}, not {action!r}")
@@ -199,7 +198,7 @@ def _read_peers(raw: list[Any], path: str, direction: Direction, *, deny: bool) 
     texts = []
     for index, item in enumerate(raw):
         where = f"{path}[{index}]"
-        peer = _mapping(item, where)
+        peer = mapping_at(item, where)
         known = {"namespaces", "pods"} | ({"nodes", "networks", "domainNames"} if direction == "Egress" else set())
         present = [k for k in peer if peer[k] is not None]
         unknown = set(present) - known
@@ -220,7 +219,7 @@ def _read_peers(raw: list[Any], path: str, direction: Direction, *, deny: bool) 
             all_pods = all_pods or selector.is_empty
             texts.append(f"namespaces {selector.describe()}")
         elif field_name == "pods":
-            pods = _mapping(peer["pods"], f"{where}.pods")
+            pods = mapping_at(peer["pods"], f"{where}.pods")
             ns = parse_selector(pods.get("namespaceSelector") or {}, f"{where}.pods.namespaceSelector")
             pod = parse_selector(pods.get("podSelector") or {}, f"{where}.pods.podSelector")
             all_pods = all_pods or (ns.is_empty and pod.is_empty)
@@ -243,14 +242,14 @@ def describe_protocols(raw: Any, path: str) -> str:
     """ClusterNetworkPolicy `protocols`: [{tcp|udp|sctp: {destinationPort: {number|range}}}|{destinationNamedPort}]."""
     parts = []
     for index, item in enumerate(raw):
-        entry = _mapping(item, f"{path}[{index}]")
+        entry = mapping_at(item, f"{path}[{index}]")
         if entry.get("destinationNamedPort"):
             parts.append(f"port {entry['destinationNamedPort']}")
             continue
         for protocol in ("tcp", "udp", "sctp"):
             if protocol in entry:
-                spec = _mapping(entry[protocol], f"{path}[{index}].{protocol}")
-                port = _mapping(spec.get("destinationPort"), f"{path}[{index}].{protocol}.destinationPort")
+                spec = mapping_at(entry[protocol], f"{path}[{index}].{protocol}")
+                port = mapping_at(spec.get("destinationPort"), f"{path}[{index}].{protocol}.destinationPort")
                 parts.append(f"{protocol.upper()}{_port_text(port)}")
                 break
         else:
@@ -266,13 +265,6 @@ def _port_text(port: Mapping[str, Any]) -> str:
     return ""
 
 
-def _mapping(raw: Any, path: str) -> Mapping[str, Any]:
-    if raw is None:
-        return {}
-    if not isinstance(raw, Mapping):
-        raise ObjectError(path, f"must be a mapping, not {type(raw).__name__}")
-    return raw
-
 
 CLUSTER_NETWORK_POLICY = Dialect(
     source="clusterNetworkPolicy", kind="ClusterNetworkPolicy", accept="Accept",
@@ -281,7 +273,7 @@ CLUSTER_NETWORK_POLICY = Dialect(
 
 
 def parse_cluster_network_policy(obj: Mapping[str, Any]) -> SourcePolicy:
-    spec = _mapping(obj.get("spec"), "spec")
+    spec = mapping_at(obj.get("spec"), "spec")
     tier = spec.get("tier")
     if tier not in TIERS:
         raise ObjectError("spec.tier", f"must be Admin or Baseline, not {tier!r}")
