@@ -13,19 +13,20 @@ validations only), parameters baked into the CEL,
 messages in the engine's wording with the rule id first.
 
 Where CEL cannot compute what the engine computes, the policy is STRICTER, never
-looser. Each such case is listed in STRICTER (and in the README):
-- port-range adds the sizes of a rule's port entries per protocol instead of
-  the size of their union, so overlapping entries (and a repeated port name)
-  are counted twice;
-- broad-cidr adds the sizes of a rule's ipBlocks (each minus its largest
-  `except` only) instead of the size of their union minus every except, and
-  counts IPv6 in units of 1/2^40 of the allowed block, rounded up;
-- any CIDR that the API server's CEL `cidr()` cannot read is refused by
-  broad-cidr (the engine reads it; the API server's own validation normally
-  refuses such a CIDR first).
-Expressions only ever loop over one list at a time (rules x peers x excepts,
-or rules x ports), so their cost grows linearly with the object and stays far
-inside the per-evaluation budget for objects at the API server's size limit.
+looser; each such case is listed in STRICTER (and in the README): port-range and
+broad-cidr add sizes where the engine takes a union, broad-cidr subtracts only a
+block's first except, metadata-endpoint reads a block's first FIRST excepts and
+any-namespace a selector's first FIRST expressions, and CIDRs CEL cannot parse are
+refused.
+
+The API server stops a CEL expression past 1,000,000 cost units and a policy past
+10,000,000, refusing with an error that names no rule; and cel-go's cost tracker makes
+a comprehension's time grow with the square of its length. So every policy over
+NetworkPolicies starts with a size guard (at most MAX_ENTRIES rules plus the peers or
+ports it walks, per direction, else a message that says so), walks long lists in
+chunks (every(), total()), and reads only a few entries below a peer: measured with
+the API server's own CEL (tests/tools/vapcost), the costliest objects the guard lets
+through use at most about 80% of one expression's limit and 40% of a policy's.
 
 Pure: plain data in, manifests (dicts) out; the CLI writes them as YAML.
 """
@@ -34,7 +35,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,16 +53,32 @@ NETWORK_POLICY_RULES = (
 )
 STATELESS_RULES = (*NETWORK_POLICY_RULES, "host-network")
 
+PER_CALL_LIMIT = 1_000_000  # k8s.io/apiserver/pkg/apis/cel: PerCallLimit
+POLICY_BUDGET = 10_000_000  # RuntimeCELCostBudget, per policy evaluation
+CHUNK = 96
+MAX_ENTRIES = 8_192  # per direction: rules plus the peers or ports (or both) a policy walks
+assert CHUNK * CHUNK >= MAX_ENTRIES
+# Below a peer only the first FIRST excepts of an ipBlock and FIRST expressions of a namespaceSelector are
+# read, so no expression walks a list the size guard does not count (see each rule for what that costs).
+FIRST = 3
+# upto[m] = [0, ..., m-1] for m in 0..CHUNK: the indexes of a chunk, so no step is spent past a list's end.
+UPTO = "[" + ", ".join("[" + ", ".join(str(i) for i in range(m)) + "]" for m in range(CHUNK + 1)) + "]"
+
 STRICTER: dict[str, str] = {
     "port-range": "sums the sizes of a rule's port entries per protocol (overlapping entries and repeated names count "
                   "twice) instead of the size of their union",
-    "broad-cidr": "sums a rule's ipBlock sizes per family, each minus only its largest except, instead of the size "
+    "broad-cidr": "sums a rule's ipBlock sizes per family, each minus only its first except, instead of the size "
                   "of their union minus every except; a CIDR CEL cannot parse is refused; an IPv6 block of /96 or "
                   "wider whose first 80 bits are zero (it may hold the IPv4-mapped ::ffff:0:0/96) counts as every "
                   "IPv4 address, whatever its excepts",
-    "metadata-endpoint": "an IPv6 block of /96 or wider whose first 80 bits are zero (it may hold the IPv4-mapped "
-                         "::ffff:0:0/96, where ::ffff:169.254.169.254 lives) reaches the IPv4 endpoints, whatever "
-                         "its excepts",
+    "metadata-endpoint": f"reads the first {FIRST} excepts of a block (an endpoint excepted further down still "
+                         "counts as reached); an IPv6 block of /96 or wider whose first 80 bits are zero (it may "
+                         "hold the IPv4-mapped ::ffff:0:0/96, where ::ffff:169.254.169.254 lives) reaches the IPv4 "
+                         "endpoints, whatever its excepts; a CIDR CEL cannot parse is refused",
+    "any-namespace": f"reads the first {FIRST} expressions of a namespaceSelector without matchLabels: when those "
+                     "select by name only (Exists/NotIn on kubernetes.io/metadata.name), it counts as every namespace",
+    "size": f"a NetworkPolicy with more than {MAX_ENTRIES} rules plus the peers or ports a policy walks, in one "
+            "direction, is refused by that policy (the API server's CEL cost limits; split it)",
 }
 
 # Every controller whose pod template netpol-guard judges: (API group, resource).
@@ -70,10 +87,8 @@ WORKLOAD_RESOURCES: tuple[tuple[str, str], ...] = (
     ("", "replicationcontrollers"), ("batch", "jobs"), ("batch", "cronjobs"),
 )
 PROTOCOLS = ("TCP", "UDP", "SCTP")
-# 2**0 .. 2**41 as a policy variable: broad-cidr compares block sizes in units (see _block_units); CEL has no pow().
+# broad-cidr compares block sizes in units of up to 2^_UNIT_BITS addresses (see _units).
 _UNIT_BITS = 40
-POWERS = "[" + ", ".join(str(2**k) for k in range(_UNIT_BITS + 2)) + "]"
-POW = "variables.pow"
 
 
 def cel_string(value: str) -> str:
@@ -94,15 +109,88 @@ class Check:
     message_cel: str | None = None  # the same as a CEL string expression, where it names the field
 
 
-# ----- CEL building blocks over NetworkPolicy objects (after API server defaulting) -----
+# ----- walking lists of any length within the API server's CEL budget -----
+#
+# Two limits shape every expression over a NetworkPolicy:
+# - cost: the API server stops one expression at PER_CALL_LIMIT cost units and one policy's validations
+#   and variables together at POLICY_BUDGET, and then refuses (failurePolicy Fail) with an error that
+#   names no rule. So each policy first checks a size guard (`variables.fits`, below): a NetworkPolicy
+#   with more than MAX_ENTRIES entries in one direction is refused by a message that says so, and
+#   every other expression is written to stay inside the limits for anything the guard lets through.
+# - time: cel-go's runtime cost tracker scans a stack that grows with every step of a comprehension,
+#   so one all()/map() over n elements takes time in n^2 (20,000 peers: seconds per expression).
+#   A list longer than CHUNK is therefore walked in chunks of CHUNK, by index, so no comprehension
+#   runs longer than CHUNK steps (CHUNK^2 >= MAX_ENTRIES elements in all).
 
-_PROTOCOL = "(has(p.protocol) ? p.protocol : 'TCP')"
-_NUMERIC = "type(p.port) == int"
-_NAMED = "type(p.port) == string"
-_LOW = "int(p.port)"
-_HIGH = "(has(p.endPort) ? p.endPort : int(p.port))"
-_HAS_PEERS = "(has(r.{peers}) && size(r.{peers}) > 0)"
-_HAS_PORTS = "(has(r.ports) && size(r.ports) > 0)"
+Body = Callable[[str], str]
+
+
+def _uses(body: Body) -> int:
+    """How often a body writes its element: written out where it is used once or twice, and bound by a
+    one-element list (10 cost units) where more often (every use of `items[index]` costs a few units:
+    CEL has no let, and cel.bind is not offered to admission policies)."""
+    return body("\x00").count("\x00")
+
+
+def _walk(items: str, name: str, body: Body, macro: str, then: str = "") -> str:
+    """`items.<macro>(name, body)<then>`, chunked when `items` is longer than CHUNK: the chunks' results
+    are combined by `<then>` too (all: nothing, the outer all() does; map: .sum())."""
+    c, j = f"{name}C", f"{name}J"
+    element = f"{items}[{c} * {CHUNK} + {j}]"
+    inner = f"variables.upto[{c} < size({items}) / {CHUNK} ? {CHUNK} : size({items}) % {CHUNK}]"
+    each = body(element) if _uses(body) <= 2 else (
+        f"[{element}].{macro}({name}, {body(name)})" + ("[0]" if macro == "map" else ""))
+    return (f"(size({items}) <= {CHUNK} ? {items}.{macro}({name}, {body(name)}){then} : variables.upto[(size("
+            f"{items}) + {CHUNK - 1}) / {CHUNK}].{macro}({c}, {inner}.{macro}({j}, {each}){then}){then})")
+
+
+def every(items: str, name: str, body: Body) -> str:
+    """CEL: `body(element)` holds for every element of the list `items` (at most CHUNK^2 long)."""
+    return _walk(items, name, body, "all")
+
+
+def some(items: str, name: str, body: Body) -> str:
+    return f"!{every(items, name, lambda e: f'!({body(e)})')}"
+
+
+def total(items: str, name: str, term: Body) -> str:
+    """CEL: the sum of the int `term(element)` over `items` (0 for an empty list)."""
+    return _walk(items, name, term, "map", ".sum()")
+
+
+# ----- CEL building blocks over NetworkPolicy objects (after API server defaulting) -----
+# Each takes the CEL that names its element (a rule `r`, a peer or port `p`), see every().
+
+DIRECTIONS = (("ingress", "from"), ("egress", "to"))
+
+
+def _protocol(p: str) -> str:
+    return f"(has({p}.protocol) ? {p}.protocol : 'TCP')"
+
+
+def _numeric(p: str) -> str:
+    return f"type({p}.port) == int"
+
+
+def _high(p: str) -> str:
+    return f"(has({p}.endPort) ? {p}.endPort : int({p}.port))"
+
+
+def _has_list(r: str, field: str) -> str:
+    return f"(has({r}.{field}) && size({r}.{field}) > 0)"
+
+
+def every_peer(direction: str, test: Body) -> str:
+    """CEL: `test` holds for every peer of every rule of the direction."""
+    peers = dict(DIRECTIONS)[direction]
+    return every(f"variables.{direction}", "r", lambda r: f"!has({r}.{peers}) || {every(f'{r}.{peers}', 'p', test)}")
+
+
+def every_rule_sum(direction: str, field: str, term: Body, limit: int) -> str:
+    """CEL: in every rule of the direction, `term` summed over the rule's `field` list is at most `limit`."""
+    return every(f"variables.{direction}", "r",
+                 lambda r: f"!has({r}.{field}) || {total(f'{r}.{field}', 'p', term)} <= {limit}")
+
 
 NETWORK_POLICY_VARIABLES: tuple[tuple[str, str], ...] = (
     # The effective policyTypes (the API server defaults them, but say it here too: the field or Ingress,
@@ -111,7 +199,54 @@ NETWORK_POLICY_VARIABLES: tuple[tuple[str, str], ...] = (
               "(has(object.spec.egress) && size(object.spec.egress) > 0 ? ['Ingress', 'Egress'] : ['Ingress'])"),
     ("ingress", "'Ingress' in variables.types && has(object.spec.ingress) ? object.spec.ingress : []"),
     ("egress", "'Egress' in variables.types && has(object.spec.egress) ? object.spec.egress : []"),
+    ("upto", UPTO),
 )
+
+
+def _size_guard(walks: Sequence[str]) -> list[tuple[str, str]]:
+    """Variables: each direction's rules plus the lists below them that a policy walks (`walks`: peers,
+    ports, or the ports of rules without peers) counted (`ingressEntries`, ...), and `fits`: both within
+    MAX_ENTRIES, each count taken only once size() has bounded its rules."""
+    found: list[tuple[str, str]] = []
+    fits = []
+    for direction, peers in DIRECTIONS:
+        def per_rule(r: str, peers: str = peers) -> str:
+            terms = ["1"]
+            for walk in walks:
+                if walk == "peers":
+                    terms.append(f"(has({r}.{peers}) ? size({r}.{peers}) : 0)")
+                elif walk == "ports":
+                    terms.append(f"(has({r}.ports) ? size({r}.ports) : 0)")
+                else:  # the ports of a rule without peers
+                    terms.append(f"({_has_list(r, peers)} || !has({r}.ports) ? 0 : size({r}.ports))")
+            return " + ".join(terms)
+        found.append((f"{direction}Entries", total(f"variables.{direction}", "r", per_rule)))
+        fits.append(f"size(variables.{direction}) <= {MAX_ENTRIES} && variables.{direction}Entries <= {MAX_ENTRIES}")
+    found.append(("fits", " && ".join(fits)))
+    return found
+
+
+# What each NetworkPolicy rule walks below the rules, for its size guard.
+WALKS: dict[str, tuple[str, ...]] = {
+    "allow-all-ingress": ("open ports",), "allow-all-egress": ("open ports",), "any-namespace": ("peers",),
+    "broad-cidr": ("peers",), "metadata-endpoint": ("peers", "open ports"), "port-range": ("ports",),
+}
+
+
+def fits_message(walks: Sequence[str]) -> str:
+    counted = {"peers": "peers", "ports": "ports", "open ports": "ports of rules without peers"}
+    return (
+        f"the NetworkPolicy is too large for this ValidatingAdmissionPolicy to judge within the API server's CEL "
+        f"cost budget: more than {MAX_ENTRIES} rules, {' and '.join(counted[w] for w in walks)} in one "
+        "direction; fix: split it into several NetworkPolicies"
+    )
+
+
+def _first(items: str, name: str, quantifier: str, body: Body) -> str:
+    """CEL: `quantifier` (all, exists; or map for a list) over at most the first FIRST elements of `items`."""
+    head = f"[{', '.join(str(i) for i in range(FIRST))}]"
+    return (f"(size({items}) <= {FIRST} ? {items}.{quantifier}({name}, {body(name)}) : "
+            f"{head}.{quantifier}(i, {body(f'{items}[i]')}))")
 
 
 def _merged(ports: Iterable[OpenPort], protocol: str) -> tuple[list[tuple[int, int]], list[str]]:
@@ -129,29 +264,32 @@ def _merged(ports: Iterable[OpenPort], protocol: str) -> tuple[list[tuple[int, i
     return merged, names
 
 
-def _port_is_open(open_ports: Sequence[OpenPort]) -> str:
-    """CEL over a port entry `p`: every port it opens is a configured open port."""
-    alternatives = []
-    for protocol in PROTOCOLS:
-        merged, names = _merged(open_ports, protocol)
-        tests = [f"({low} <= {_LOW} && {_HIGH} <= {high})" for low, high in merged]
-        parts = []
-        if tests:
-            parts.append(f"({_NUMERIC} && ({' || '.join(tests)}))")
-        if names:
-            parts.append(f"({_NAMED} && p.port in {cel_strings(names)})")
-        if parts:
-            alternatives.append(f"({_PROTOCOL} == '{protocol}' && has(p.port) && ({' || '.join(parts)}))")
-    return " || ".join(alternatives) if alternatives else "false"
+def _port_is_open(open_ports: Sequence[OpenPort]) -> Body:
+    """CEL over a port entry: every port it opens is a configured open port."""
+    def test(p: str) -> str:
+        alternatives = []
+        for protocol in PROTOCOLS:
+            merged, names = _merged(open_ports, protocol)
+            tests = [f"({low} <= int({p}.port) && {_high(p)} <= {high})" for low, high in merged]
+            parts = []
+            if tests:
+                parts.append(f"({_numeric(p)} && ({' || '.join(tests)}))")
+            if names:
+                parts.append(f"(type({p}.port) == string && {p}.port in {cel_strings(names)})")
+            if parts:
+                alternatives.append(f"({_protocol(p)} == '{protocol}' && has({p}.port) && ({' || '.join(parts)}))")
+        return " || ".join(alternatives) if alternatives else "false"
+    return test
 
 
 def _allow_all(direction: str, open_ports: Sequence[OpenPort]) -> Check:
     peers = "from" if direction == "ingress" else "to"
     who = "every source" if peers == "from" else "every destination"
     allowed = ", ".join(_describe_open(p) for p in open_ports) or "none"
-    has_peers = _HAS_PEERS.format(peers=peers)
+    is_open = _port_is_open(open_ports)
     return Check(
-        f"variables.{direction}.all(r, {has_peers} || ({_HAS_PORTS} && r.ports.all(p, {_port_is_open(open_ports)})))",
+        every(f"variables.{direction}", "r", lambda r: (
+            f"{_has_list(r, peers)} || ({_has_list(r, 'ports')} && {every(f'{r}.ports', 'p', is_open)})")),
         f"an {direction} rule has no '{peers}', so it allows {who} on ports that are not all configured open ports"
         f"; fix: list the allowed peers in '{peers}', or open only the configured open ports ({allowed})",
     )
@@ -166,20 +304,24 @@ def _describe_open(port: OpenPort) -> str:
 def _any_namespace() -> list[Check]:
     # A namespaceSelector selects every namespace by construction: no matchLabels, and only Exists/NotIn
     # on kubernetes.io/metadata.name (which every namespace carries); with no or an empty podSelector.
-    every_namespace = (
-        "(!has(p.namespaceSelector.matchLabels) || size(p.namespaceSelector.matchLabels) == 0) && "
-        "(!has(p.namespaceSelector.matchExpressions) || p.namespaceSelector.matchExpressions.all(e, "
-        f"e.key == {cel_string(NAME_LABEL)} && e.operator in ['Exists', 'NotIn']))"
-    )
-    every_pod = (
-        "(!has(p.podSelector) || ((!has(p.podSelector.matchLabels) || size(p.podSelector.matchLabels) == 0) && "
-        "(!has(p.podSelector.matchExpressions) || size(p.podSelector.matchExpressions) == 0)))"
-    )
-    peer_ok = f"!(has(p.namespaceSelector) && {every_namespace} && {every_pod})"
+    def every_namespace(p: str) -> str:
+        # Beyond the first FIRST expressions: taken as selecting every namespace when those do (stricter).
+        name_only = _first(f"{p}.namespaceSelector.matchExpressions", "e", "all",
+                           lambda e: f"{e}.key == {cel_string(NAME_LABEL)} && {e}.operator in ['Exists', 'NotIn']")
+        return (f"(!has({p}.namespaceSelector.matchLabels) || size({p}.namespaceSelector.matchLabels) == 0) && "
+                f"(!has({p}.namespaceSelector.matchExpressions) || {name_only})")
+
+    def every_pod(p: str) -> str:
+        return (f"(!has({p}.podSelector) || ((!has({p}.podSelector.matchLabels) || "
+                f"size({p}.podSelector.matchLabels) == 0) && (!has({p}.podSelector.matchExpressions) || "
+                f"size({p}.podSelector.matchExpressions) == 0)))")
+
+    def peer_ok(p: str) -> str:
+        return f"!has({p}.namespaceSelector) || !({every_namespace(p)} && {every_pod(p)})"
     checks = []
-    for direction, peers in (("ingress", "from"), ("egress", "to")):
+    for direction, peers in DIRECTIONS:
         checks.append(Check(
-            f"variables.{direction}.all(r, !has(r.{peers}) || r.{peers}.all(p, {peer_ok}))",
+            every_peer(direction, peer_ok),
             f"an {direction} rule has a '{peers}' peer whose namespaceSelector selects every namespace "
             "(namespaceSelector: {} or only Exists/NotIn on kubernetes.io/metadata.name) without a podSelector, "
             "i.e. every pod of every namespace; fix: select namespaces by label "
@@ -188,55 +330,103 @@ def _any_namespace() -> list[Check]:
     return checks
 
 
-def _block_units(bits: int, min_prefix: int) -> tuple[str, int]:
-    """CEL over a peer `p` with an ipBlock of one family: its size in units, and the allowed size in units.
+# ----- broad-cidr: block sizes in units, looked up by prefix length -----
+
+def _units(bits: int, min_prefix: int) -> tuple[list[int], list[int], list[bool], int]:
+    """Counting a family's addresses in units that keep every sum below 2^63.
 
     The allowed block holds 2^t addresses (t = bits - min_prefix). Sizes are counted in units of 2^s
-    addresses, s = max(0, t - 40), so every number stays below 2^42 and a sum cannot overflow int64:
-    IPv4 is exact (s = 0); an IPv6 block smaller than a unit counts as one unit (stricter). A block more
+    addresses, s = max(0, t - 40), so every number stays below 2^42 and a sum of MAX_ENTRIES blocks
+    cannot overflow int64: IPv4 is exact (s = 0); an IPv6 block smaller than a unit counts as one unit
+    (rounded up: stricter), an except smaller than a unit as none (rounded down: stricter). A block more
     than 2^41 units wide is over the limit whatever its excepts take away (an except is at most half of
-    its block), so it counts as 2^41. Only the largest except is subtracted: excepts may overlap each
-    other, and subtracting more than is really removed would be looser.
+    its block), so it counts as 2^41 and subtracts nothing. Only the largest except is subtracted:
+    excepts may overlap each other, and subtracting more than is really removed would be looser.
+
+    Returns, by prefix length, the units of a block, the units of an except and whether a block
+    subtracts its largest except; and the limit in units.
     """
     t = bits - min_prefix
     s = max(0, t - _UNIT_BITS)
-    # CEL has no let (cel.bind is not offered to VAPs): a one-element list's map() binds each value once.
-    largest_except = f"[{bits} - p.ipBlock.except.map(x, cidr(x).prefixLength()).min() - {s}]"
-    removed = (f"(has(p.ipBlock.except) && size(p.ipBlock.except) > 0 ? "
-               f"{largest_except}.map(x, x >= 0 ? {POW}[x] : 0)[0] : 0)")
-    units = (f"[{bits} - cidr(p.ipBlock.cidr).prefixLength() - {s}].map(e, e > {_UNIT_BITS + 1} ? "
-             f"{POW}[{_UNIT_BITS + 1}] : (e < 0 ? 1 : {POW}[e] - {removed}))[0]")
+    block, removed, subtracts = [], [], []
+    for prefix in range(bits + 1):
+        e = bits - prefix - s
+        block.append(2 ** (_UNIT_BITS + 1) if e > _UNIT_BITS + 1 else (1 if e < 0 else 2**e))
+        removed.append(2 ** min(e, _UNIT_BITS + 1) if e >= 0 else 0)  # only read below a subtracting block
+        subtracts.append(0 <= e <= _UNIT_BITS + 1)
     limit = 2 ** (t - s)
     # Every address of the family is always too broad, whatever the prefix: with min_prefix 0 the limit is
     # one unit less than everything (a sum can only reach everything when the union might).
-    return units, limit - 1 if t == bits else limit
+    return block, removed, subtracts, limit - 1 if t == bits else limit
 
 
-# An IPv6 ipBlock that may hold the IPv4-mapped space ::ffff:0:0/96, i.e. every IPv4 address written as IPv6
-# (the engine reads such blocks as the IPv4 addresses they map). CEL's cidr()/ip() refuse mapped addresses, so
-# this tests the prefix instead: /96 or wider with the first 80 bits zero, or containing ::. Stricter than the
-# engine for the few such blocks that hold none of the mapped space, and it ignores excepts.
-_MAPS_IPV4 = ("(p.ipBlock.cidr.contains(':') && [cidr(p.ipBlock.cidr)].all(c, c.prefixLength() <= 96 && "
-              "(c.containsIP(ip('::')) || cidr('::/80').containsCIDR(c))))")
+def _cel_list(values: Iterable[object]) -> str:
+    return "[" + ", ".join(str(v).lower() if isinstance(v, bool) else str(v) for v in values) + "]"
+
+
+def _maps_ipv4(p: str) -> str:
+    """An IPv6 ipBlock that may hold the IPv4-mapped space ::ffff:0:0/96, i.e. every IPv4 address written as
+    IPv6 (the engine reads such blocks as the IPv4 addresses they map). CEL's cidr()/ip() refuse mapped
+    addresses, so this tests the prefix instead: /96 or wider with the first 80 bits zero, or containing ::.
+    Stricter than the engine for the few such blocks that hold none of the mapped space; ignores excepts."""
+    block = f"cidr({p}.ipBlock.cidr)"
+    return (f"({block}.prefixLength() <= 96 && ({block}.containsIP(variables.zero6) || "
+            f"variables.low80.containsCIDR({block})))")
+
+
+MAPPED_VARIABLES = (("zero6", "ip('::')"), ("low80", "cidr('::/80')"))
+
+
+def _readable(p: str, excepts_read: int) -> str:
+    """CEL: an ipBlock's CIDR and the excepts a rule reads (the first `excepts_read`) are CIDRs CEL can parse."""
+    if excepts_read == 1:
+        excepts = f"size({p}.ipBlock.except) == 0 || isCIDR({p}.ipBlock.except[0])"
+    else:
+        excepts = _first(f"{p}.ipBlock.except", "x", "all", lambda x: f"isCIDR({x})")
+    return f"isCIDR({p}.ipBlock.cidr) && (!has({p}.ipBlock.except) || {excepts})"
+
+
+def _broad_cidr_variables(min_v4: int, min_v6: int) -> list[tuple[str, str]]:
+    found = list(MAPPED_VARIABLES)
+    for family, bits, minimum in ((4, 32, min_v4), (6, 128, min_v6)):
+        block, removed, subtracts, _ = _units(bits, minimum)
+        found += [(f"block{family}", _cel_list(block)), (f"except{family}", _cel_list(removed))]
+        if family == 6:
+            found.append(("subtracts6", _cel_list(subtracts)))
+    return found
 
 
 def _broad_cidr(min_v4: int, min_v6: int) -> list[Check]:
+    def readable(p: str) -> str:
+        return f"!has({p}.ipBlock) || {_readable(p, 1)}"
+
+    def units(family: int, limit: int) -> Body:
+        def term(p: str) -> str:
+            prefix = f"cidr({p}.ipBlock.cidr).prefixLength()"
+            # The first except (a lower bound of what the excepts remove: stricter than their union).
+            largest = f"cidr({p}.ipBlock.except[0]).prefixLength()"
+            excepts = f"(has({p}.ipBlock.except) && size({p}.ipBlock.except) > 0)"
+            # An IPv6 CIDR always has a ':', an IPv4 one never: no parse needed to tell the families apart.
+            if family == 4:  # and an IPv6 block that may map IPv4 counts as every IPv4 address
+                value = (f"{p}.ipBlock.cidr.contains(':') ? ({_maps_ipv4(p)} ? {limit + 1} : 0) : "
+                         f"variables.block4[{prefix}] - ({excepts} ? variables.except4[{largest}] : 0)")
+            else:
+                value = (f"!{p}.ipBlock.cidr.contains(':') ? 0 : variables.block6[{prefix}] - "
+                         f"(variables.subtracts6[{prefix}] && {excepts} ? variables.except6[{largest}] : 0)")
+            return f"!has({p}.ipBlock) ? 0 : ({value})"
+        return term
+
     checks = []
-    for direction, peers in (("ingress", "from"), ("egress", "to")):
-        blocks = f"(has(r.{peers}) ? r.{peers}.filter(p, has(p.ipBlock)) : [])"
+    for direction, peers in DIRECTIONS:
         checks.append(Check(
-            f"variables.{direction}.all(r, {blocks}.all(p, isCIDR(p.ipBlock.cidr) && "
-            "(!has(p.ipBlock.except) || p.ipBlock.except.all(x, isCIDR(x)))))",
+            every_peer(direction, readable),
             f"an {direction} rule has an ipBlock that the API server's CEL cannot read as a CIDR; "
             "fix: write plain CIDRs such as 10.0.0.0/16 or fd00::/64",
         ))
         for family, bits, minimum in ((4, 32, min_v4), (6, 128, min_v6)):
-            units, limit = _block_units(bits, minimum)
-            # An IPv6 CIDR always has a ':', an IPv4 one never: no parse needed to tell the families apart.
-            of_family = f"{blocks}.filter(p, {'' if family == 6 else '!'}p.ipBlock.cidr.contains(':'))"
-            mapped = f" && !{blocks}.exists(p, isCIDR(p.ipBlock.cidr) && {_MAPS_IPV4})" if family == 4 else ""
+            limit = _units(bits, minimum)[3]
             checks.append(Check(
-                f"variables.{direction}.all(r, {of_family}.map(p, {units}).sum() <= {limit}{mapped})",
+                every_rule_sum(direction, peers, units(family, limit), limit),
                 f"an {direction} rule's IPv{family} ipBlocks (minus excepts), taken together, hold more addresses "
                 f"than one /{minimum} (or every address); fix: use the narrowest CIDRs that hold the real peers "
                 f"(/{minimum} or narrower in all)",
@@ -244,29 +434,56 @@ def _broad_cidr(min_v4: int, min_v6: int) -> list[Check]:
     return checks
 
 
+def _metadata_variables(addresses: Sequence[str]) -> list[tuple[str, str]]:
+    return [*MAPPED_VARIABLES, *((f"metadata{i}", f"ip({cel_string(str(ipaddress.ip_address(a)))})")
+                                 for i, a in enumerate(addresses))]
+
+
+def _misses(ip: str, family: int) -> Body:
+    """CEL over a peer: it is not an ipBlock holding the address `ip` (of `family`) outside its excepts. Only
+    the first FIRST excepts are read: an endpoint excepted further down still counts as reached (stricter)."""
+    def test(p: str) -> str:
+        excepted = _first(f"{p}.ipBlock.except", "x", "exists", lambda x: f"cidr({x}).containsIP({ip})")
+        same_family = f"{'' if family == 6 else '!'}{p}.ipBlock.cidr.contains(':')"
+        return (f"!has({p}.ipBlock) || !({same_family} && cidr({p}.ipBlock.cidr).containsIP({ip}) && "
+                f"!(has({p}.ipBlock.except) && {excepted}))")
+    return test
+
+
 def _metadata_endpoint(addresses: Sequence[str], ports: Sequence[OpenPort]) -> list[Check]:
-    # Each block's CIDR parsed once (a one-element list binds it), the addresses once per request (a variable).
-    reaches = ("[cidr(p.ipBlock.cidr)].all(c, variables.metadata.exists(a, c.containsIP(a) && "
-               "!(has(p.ipBlock.except) && p.ipBlock.except.exists(x, cidr(x).containsIP(a)))))")
-    if any(":" not in address for address in addresses):  # an IPv4 endpoint is also reachable as ::ffff:a.b.c.d
-        reaches = f"({reaches} || {_MAPS_IPV4})"
+    """One validation per address (each walks the peers once, inside one call's cost limit), after one
+    that every ipBlock can be read, and one for IPv6 blocks that may map the IPv4 addresses."""
+    fix = "fix: add the endpoint (e.g. 169.254.169.254/32) to ipBlock.except"
     checks = [Check(
-        f"variables.egress.all(r, !has(r.to) || r.to.all(p, !has(p.ipBlock) || !isCIDR(p.ipBlock.cidr) || "
-        f"!{reaches}))",
-        f"an egress ipBlock lets pods reach a cloud metadata endpoint ({', '.join(addresses)}); "
-        "fix: add the endpoint (e.g. 169.254.169.254/32) to ipBlock.except",
+        every_peer("egress", lambda p: f"!has({p}.ipBlock) || {_readable(p, FIRST)}"),
+        "an egress rule has an ipBlock that the API server's CEL cannot read as a CIDR, so it may reach a cloud "
+        "metadata endpoint; fix: write plain CIDRs such as 10.0.0.0/16 or fd00::/64",
     )]
+    for i, address in enumerate(addresses):
+        checks.append(Check(
+            every_peer("egress", _misses(f"variables.metadata{i}", ipaddress.ip_address(address).version)),
+            f"an egress ipBlock lets pods reach the cloud metadata endpoint {address}; {fix}",
+        ))
+    if any(ipaddress.ip_address(a).version == 4 for a in addresses):  # also reachable as ::ffff:a.b.c.d
+        checks.append(Check(
+            every_peer("egress", lambda p: f"!has({p}.ipBlock) || !{p}.ipBlock.cidr.contains(':') || !{_maps_ipv4(p)}"),
+            "an egress IPv6 ipBlock may hold the IPv4-mapped addresses ::ffff:0:0/96, and so the IPv4 cloud "
+            f"metadata endpoints ({', '.join(a for a in addresses if ipaddress.ip_address(a).version == 4)}); "
+            "fix: use narrower IPv6 CIDRs",
+        ))
     if ports:
-        hits = []
-        for port in ports:  # numeric (the config says so); a named port resolves inside the cluster only
-            low = int(port.port)
-            high = port.end_port if port.end_port is not None else low
-            hit = f"(!has(p.port) || ({_NUMERIC} && {_LOW} <= {high} && {low} <= {_HIGH}))"
-            hits.append(f"({_PROTOCOL} == '{port.protocol}' && {hit})")
+        def hits(p: str) -> str:
+            found = []
+            for port in ports:  # numeric (the config says so); a named port resolves inside the cluster only
+                low = int(port.port)
+                high = port.end_port if port.end_port is not None else low
+                hit = f"(!has({p}.port) || ({_numeric(p)} && int({p}.port) <= {high} && {low} <= {_high(p)}))"
+                found.append(f"({_protocol(p)} == '{port.protocol}' && {hit})")
+            return " || ".join(found)
         wanted = ", ".join(_describe_open(p) for p in ports)
         checks.append(Check(
-            f"variables.egress.all(r, {_HAS_PEERS.format(peers='to')} || "
-            f"({_HAS_PORTS} && !r.ports.exists(p, {' || '.join(hits)})))",
+            every("variables.egress", "r", lambda r: (
+                f"{_has_list(r, 'to')} || ({_has_list(r, 'ports')} && !{some(f'{r}.ports', 'p', hits)})")),
             f"an egress rule with no 'to' allows the metadata ports ({wanted}) to every destination, cloud "
             "metadata endpoints included; fix: list the destinations in 'to'",
         ))
@@ -275,16 +492,18 @@ def _metadata_endpoint(addresses: Sequence[str], ports: Sequence[OpenPort]) -> l
 
 def _port_range(max_ports: int) -> list[Check]:
     # An entry without a port (every port of a protocol) is what a rule without `ports` means: not a range.
-    size = f"(!has(p.port) ? 0 : ({_NUMERIC} && has(p.endPort) ? p.endPort - {_LOW} + 1 : 1))"
+    # One validation per protocol: each walks a rule's ports once, inside one call's cost limit.
+    def opened(protocol: str) -> Body:
+        return lambda p: (f"{_protocol(p)} != '{protocol}' || !has({p}.port) ? 0 : "
+                          f"({_numeric(p)} && has({p}.endPort) ? {p}.endPort - int({p}.port) + 1 : 1)")
     checks = []
-    for direction in ("ingress", "egress"):
-        per_protocol = (f"{list(PROTOCOLS)!r}.all(proto, r.ports.filter(p, {_PROTOCOL} == proto)"
-                        f".map(p, {size}).sum() <= {max_ports})").replace('"', "'")
-        checks.append(Check(
-            f"variables.{direction}.all(r, !has(r.ports) || {per_protocol})",
-            f"an {direction} rule opens more than {max_ports} distinct ports of one protocol; "
-            "fix: list the ports that are really used, or narrower ranges",
-        ))
+    for direction, _ in DIRECTIONS:
+        for protocol in PROTOCOLS:
+            checks.append(Check(
+                every_rule_sum(direction, "ports", opened(protocol), max_ports),
+                f"an {direction} rule opens more than {max_ports} distinct {protocol} ports; "
+                "fix: list the ports that are really used, or narrower ranges",
+            ))
     return checks
 
 
@@ -412,6 +631,26 @@ def _ref() -> str:
     return "request.kind.kind + ' ' + request.namespace + '/' + object.metadata.name"
 
 
+def _guarded(rule_id: str, checks: list[Check]) -> list[Check]:
+    """NetworkPolicy checks after the size guard, and only for objects that pass it: a too-large object
+    is refused by the guard's message alone, at the cost of counting its entries."""
+    if rule_id not in NETWORK_POLICY_RULES:
+        return checks
+    return [Check("variables.fits", fits_message(WALKS[rule_id])),
+            *(Check(f"!variables.fits || ({c.expression})", c.message, c.message_cel) for c in checks)]
+
+
+def _variables(rule_id: str, config: Config) -> list[tuple[str, str]]:
+    if rule_id == "host-network":
+        return list(HOST_NETWORK_VARIABLES)
+    found = [*NETWORK_POLICY_VARIABLES, *_size_guard(WALKS[rule_id])]
+    if rule_id == "broad-cidr":
+        found += _broad_cidr_variables(config.rules.broad_cidr.min_prefix_v4, config.rules.broad_cidr.min_prefix_v6)
+    if rule_id == "metadata-endpoint":
+        found += _metadata_variables(config.rules.metadata_endpoint.addresses)
+    return found
+
+
 def _policy(name: str, rule_id: str, config: Config, mode: Mode | None, deny: bool) -> dict[str, Any]:
     exempt = sorted(config.exempt_namespace_names() | set(config.rules.get(rule_id).exempt_namespaces))
     applies = _applies(config, mode)
@@ -424,7 +663,7 @@ def _policy(name: str, rule_id: str, config: Config, mode: Mode | None, deny: bo
             "message": f"{rule_id}: {check.message}",
             "reason": "Forbidden",
         }
-        for check in rule_checks(rule_id, config)
+        for check in _guarded(rule_id, rule_checks(rule_id, config))
     ]
     spec: dict[str, Any] = {
         # A CEL error (e.g. the cost budget) refuses in enforce mode: stricter, never looser. Audit never denies.
@@ -437,16 +676,7 @@ def _policy(name: str, rule_id: str, config: Config, mode: Mode | None, deny: bo
     }
     if rule_id == "host-network":
         spec["matchConditions"].append({"name": "pod-template-changed", "expression": TEMPLATE_CHANGED})
-    if rule_id in NETWORK_POLICY_RULES:
-        spec["variables"] = [{"name": n, "expression": e} for n, e in NETWORK_POLICY_VARIABLES]
-    if rule_id == "metadata-endpoint":
-        addresses = ", ".join(f"ip({cel_string(str(ipaddress.ip_address(a)))})"
-                              for a in config.rules.metadata_endpoint.addresses)
-        spec["variables"].append({"name": "metadata", "expression": f"[{addresses}]"})
-    if rule_id == "host-network":
-        spec["variables"] = [{"name": n, "expression": e} for n, e in HOST_NETWORK_VARIABLES]
-    if rule_id == "broad-cidr":
-        spec["variables"].append({"name": "pow", "expression": POWERS})
+    spec["variables"] = [{"name": n, "expression": e} for n, e in _variables(rule_id, config)]
     if applies is not None:
         spec["variables"] = [{"name": "applies", "expression": applies}, *spec["variables"]]
     spec["validations"] = validations

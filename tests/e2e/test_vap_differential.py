@@ -3,9 +3,10 @@
 Every object (a hand-written corpus of edge cases plus seeded random NetworkPolicies and workloads) is
 sent to the API server as a server-side dry-run create with only netpol-guard's VAPs installed (no
 webhook), and to the engine. For each stateless rule the rule ids must match, except where the VAP is
-documented as stricter (webhook.vap.STRICTER): then the VAP may add port-range, broad-cidr or
-metadata-endpoint, and only when the object has the shape that makes CEL's sum exceed the engine's
-union, or an IPv6 block that may hold the IPv4-mapped space (both recomputed here in Python).
+documented as stricter (webhook.vap.STRICTER): then the VAP may add port-range, broad-cidr,
+metadata-endpoint or any-namespace, and only when the object has the shape that makes CEL's sum exceed
+the engine's union, an IPv6 block that may hold the IPv4-mapped space, or a list below a peer longer than
+the VAP reads (webhook.vap.FIRST), all recomputed here in Python.
 The VAP may never miss a rule the engine reports.
 
 The VAPs run with validationActions [Warn, Audit] (so every failing policy reports, not just the first)
@@ -32,7 +33,7 @@ from webhook.core.config import Config, config_from_data
 from webhook.core.engine import Engine, Request
 from webhook.core.errors import ObjectError
 from webhook.core.state import ClusterState, NamespaceInfo
-from webhook.vap import STATELESS_RULES
+from webhook.vap import FIRST, STATELESS_RULES
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
 
@@ -136,6 +137,25 @@ def corpus() -> list[dict[str, Any]]:
             {"protocol": "UDP"}]}]),
         netpol("c-ports-names", policyTypes=[i], ingress=[{"from": [{"podSelector": {}}], "ports": [
             {"port": 1, "endPort": 1023}, {"port": "http"}, {"port": "metrics"}]}]),
+        # Lists below a peer longer than the VAP reads (FIRST): exact up to it, stricter past it.
+        netpol("c-cidr-7-largest-except-5th", policyTypes=[i], ingress=[{"from": [{"ipBlock": {
+            "cidr": "10.0.0.0/7", "except": [f"10.{k}.0.0/16" for k in range(1, 5)] + ["11.0.0.0/8"]}}]}]),
+        netpol("c-cidr-7-largest-except-4th", policyTypes=[i], ingress=[{"from": [{"ipBlock": {
+            "cidr": "10.0.0.0/7", "except": [f"10.{k}.0.0/16" for k in range(1, 4)] + ["11.0.0.0/8",
+                                                                                         "10.9.0.0/16"]}}]}]),
+        netpol("c-link-local-excepted-5th", policyTypes=[e], egress=[{"to": [{"ipBlock": {
+            "cidr": "169.254.169.0/24", "except": [f"169.254.169.{k}/32" for k in range(4)] +
+            ["169.254.169.254/32"]}}]}]),
+        netpol("c-link-local-excepted-4th", policyTypes=[e], egress=[{"to": [{"ipBlock": {
+            "cidr": "169.254.169.0/24", "except": [f"169.254.169.{k}/32" for k in range(3)] +
+            ["169.254.169.254/32", "169.254.169.9/32"]}}]}]),
+        netpol("c-ns-five-names", policyTypes=[i], ingress=[{"from": [{"namespaceSelector": {"matchExpressions": [
+            {"key": name_label, "operator": "NotIn", "values": [f"ns{k}"]} for k in range(4)] + [
+            {"key": "team", "operator": "In", "values": ["a"]}]}}]}]),
+        netpol("c-ns-five-names-team-4th", policyTypes=[i], ingress=[{"from": [{"namespaceSelector": {
+            "matchExpressions": [{"key": name_label, "operator": "NotIn", "values": [f"ns{k}"]} for k in range(3)] + [
+                {"key": "team", "operator": "In", "values": ["a"]},
+                {"key": name_label, "operator": "Exists"}]}}]}]),
     ]
     for kind in ("Pod", "Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "ReplicationController", "Job",
                  "CronJob"):
@@ -195,7 +215,7 @@ class Generator:
         block: dict[str, Any] = {"cidr": str(network)}
         if prefix < bits and rng.random() < 0.5:
             excepts = set()
-            for _ in range(rng.choice([1, 1, 2, 3])):
+            for _ in range(rng.choice([1, 1, 2, 3, 6])):
                 if rng.random() < 0.4:
                     inside = [a for a in METADATA if ipaddress.ip_address(a) in network]
                     if inside:
@@ -217,7 +237,7 @@ class Generator:
         if roll < 0.4:
             return {"matchLabels": {}}
         expressions = []
-        for _ in range(rng.choice([1, 1, 2])):
+        for _ in range(rng.choice([1, 1, 2, 5])):
             key = "kubernetes.io/metadata.name" if namespaces and rng.random() < 0.7 else rng.choice(["team", "app"])
             operator = rng.choice(["Exists", "NotIn", "NotIn", "In", "DoesNotExist"])
             expression: dict[str, Any] = {"key": key, "operator": operator}
@@ -323,8 +343,8 @@ def port_sum_exceeds(obj: dict[str, Any], max_ports: int) -> bool:
 
 
 def cidr_sum_exceeds(obj: dict[str, Any], min_v4: int, min_v6: int) -> bool:
-    """broad-cidr as the VAP computes it (webhook.vap._block_units): per rule and family, the sum of each
-    block's size minus its largest except, in units of 2^s addresses (blocks rounded up, excepts down)."""
+    """broad-cidr as the VAP computes it (webhook.vap._units): per rule and family, the sum of each block's
+    size minus its first except, in units of 2^s addresses (blocks rounded up, excepts down)."""
     for rule in _rules(obj):
         totals: Counter[int] = Counter()
         for peer in rule.get("from", rule.get("to")) or []:
@@ -341,8 +361,8 @@ def cidr_sum_exceeds(obj: dict[str, Any], min_v4: int, min_v6: int) -> bool:
             elif exponent < 0:
                 units = 1
             else:
-                excepts = [ipaddress.ip_network(e, strict=False).prefixlen for e in block.get("except", [])]
-                largest = bits - min(excepts) - s if excepts else -1
+                excepts = [ipaddress.ip_network(e, strict=False).prefixlen for e in block.get("except", [])[:1]]
+                largest = bits - excepts[0] - s if excepts else -1
                 units = 2**exponent - (2**largest if largest >= 0 else 0)
             totals[bits] += units
         for bits, total in totals.items():
@@ -357,7 +377,7 @@ _ZERO_80 = ipaddress.ip_network("::/80")
 
 
 def may_map_ipv4(obj: dict[str, Any], direction_key: str | None = None) -> bool:
-    """The VAP's test for an IPv6 block that may hold the IPv4-mapped space (webhook.vap._MAPS_IPV4): /96 or
+    """The VAP's test for an IPv6 block that may hold the IPv4-mapped space (webhook.vap._maps_ipv4): /96 or
     wider, and either holding :: or inside ::/80."""
     spec = obj.get("spec", {})
     keys = (direction_key,) if direction_key else ("ingress", "egress")
@@ -374,6 +394,39 @@ def may_map_ipv4(obj: dict[str, Any], direction_key: str | None = None) -> bool:
     return False
 
 
+def _peers(obj: dict[str, Any], direction_key: str | None = None) -> Iterator[dict[str, Any]]:
+    spec = obj.get("spec", {})
+    for key in (direction_key,) if direction_key else ("ingress", "egress"):
+        for rule in spec.get(key) or []:
+            yield from rule.get("from", rule.get("to")) or []
+
+
+def excepted_past_first(obj: dict[str, Any], addresses: list[str]) -> bool:
+    """A metadata address inside an egress block, excepted only past the first FIRST excepts (the VAP reads
+    no further)."""
+    for peer in _peers(obj, "egress"):
+        block = peer.get("ipBlock")
+        if block is None or len(block.get("except", [])) <= FIRST:
+            continue
+        network = ipaddress.ip_network(block["cidr"], strict=False)
+        head = [ipaddress.ip_network(e, strict=False) for e in block["except"][:FIRST]]
+        for address in map(ipaddress.ip_address, addresses):
+            if address.version == network.version and address in network and not any(address in e for e in head):
+                return True
+    return False
+
+
+def names_every_namespace_in_first(obj: dict[str, Any]) -> bool:
+    """A namespaceSelector of more than FIRST expressions whose first FIRST all select by name only (the
+    VAP reads no further and takes it as every namespace)."""
+    for peer in _peers(obj):
+        expressions = peer.get("namespaceSelector", {}).get("matchExpressions", [])
+        if len(expressions) > FIRST and all(e["key"] == "kubernetes.io/metadata.name" and
+                                            e["operator"] in ("Exists", "NotIn") for e in expressions[:FIRST]):
+            return True
+    return False
+
+
 def stricter_ok(rule: str, obj: dict[str, Any], config: Config) -> bool:
     """Whether the VAP reporting `rule` where the engine does not is a documented stricter case."""
     if rule == "port-range":
@@ -382,7 +435,9 @@ def stricter_ok(rule: str, obj: dict[str, Any], config: Config) -> bool:
         settings = config.rules.broad_cidr
         return cidr_sum_exceeds(obj, settings.min_prefix_v4, settings.min_prefix_v6) or may_map_ipv4(obj)
     if rule == "metadata-endpoint":
-        return may_map_ipv4(obj, "egress")
+        return may_map_ipv4(obj, "egress") or excepted_past_first(obj, config.rules.metadata_endpoint.addresses)
+    if rule == "any-namespace":
+        return names_every_namespace_in_first(obj)
     return False
 
 

@@ -18,7 +18,18 @@ from hypothesis import strategies as st
 from webhook.core.config import OpenPort, config_from_data
 from webhook.core.netpol import Port
 from webhook.core.rules import _port_is_open
-from webhook.vap import STATELESS_RULES, _merged, generate, selector_cel
+from webhook.vap import (
+    CHUNK,
+    FIRST,
+    MAX_ENTRIES,
+    STATELESS_RULES,
+    UPTO,
+    _merged,
+    every,
+    generate,
+    selector_cel,
+    total,
+)
 
 Obj = dict[str, Any]
 
@@ -158,16 +169,17 @@ def test_parameters_are_baked_into_the_cel() -> None:
     assert "(8080 <= int(p.port) && (has(p.endPort) ? p.endPort : int(p.port)) <= 8091)" in ingress  # merged
     assert 'p.port in ["metrics"]' in ingress
     cidr = expressions(found["netpol-guard-broad-cidr"])
-    assert ".sum() <= 65536 && !" in cidr  # IPv4: 2^(32-16) addresses, exact, and no IPv6 block mapping IPv4
-    assert ".sum() <= 4294967296)" in cidr  # IPv6: 2^(128-96), below 2^40 so counted exactly too
+    assert ".sum()) <= 65536)" in cidr  # IPv4: 2^(32-16) addresses, exact
+    assert "? 65537 : 0)" in cidr  # an IPv6 block that may map IPv4 counts as more than that
+    assert ".sum()) <= 4294967296)" in cidr  # IPv6: 2^(128-96), below 2^40 so counted exactly too
     metadata = expressions(found["netpol-guard-metadata-endpoint"])
-    assert variables(found["netpol-guard-metadata-endpoint"])["metadata"] == '[ip("192.0.2.7")]'
+    assert variables(found["netpol-guard-metadata-endpoint"])["metadata0"] == 'ip("192.0.2.7")'
     assert "8775" in metadata and "169.254.169.254" not in metadata
 
 
 def test_default_ipv6_limit_is_counted_in_units() -> None:
     cidr = expressions(policies()["netpol-guard-broad-cidr"])
-    assert f".sum() <= {2**40})" in cidr  # /32 of IPv6 = 2^96 addresses = 2^40 units of 2^56
+    assert f".sum()) <= {2**40})" in cidr  # /32 of IPv6 = 2^96 addresses = 2^40 units of 2^56
 
 
 def test_host_network_covers_pods_on_create_and_the_seven_controllers() -> None:
@@ -220,3 +232,56 @@ def test_cli_bad_config_exits_2_naming_the_field(tmp_path: Path) -> None:
     proc = run("--config", str(config))
     assert proc.returncode == 2
     assert "rules.port-range.maxPorts" in proc.stderr and proc.stdout == ""
+
+
+def test_every_network_policy_check_sits_behind_the_size_guard() -> None:
+    for name, policy in policies().items():
+        validations = policy["spec"]["validations"]
+        if name.endswith("host-network"):
+            assert "fits" not in variables(policy)
+            continue
+        assert validations[0]["expression"] == "variables.fits"
+        assert "too large for this ValidatingAdmissionPolicy" in validations[0]["message"]
+        assert all(v["expression"].startswith("!variables.fits || (") for v in validations[1:])
+        # The guard bounds the rule lists by size() before counting what is below them.
+        fits = variables(policy)["fits"]
+        assert fits.startswith(f"size(variables.ingress) <= {MAX_ENTRIES} && variables.ingressEntries <= ")
+
+
+def test_each_guard_counts_what_its_policy_walks() -> None:
+    found = policies()
+    entries = {name.removeprefix("netpol-guard-"): variables(p).get("egressEntries", "") for name, p in found.items()}
+    assert "size(r.to)" in entries["broad-cidr"] and "size(r.ports)" not in entries["broad-cidr"]
+    assert "size(r.ports)" in entries["port-range"] and "size(r.to)" not in entries["port-range"]
+    # allow-all walks the ports of rules without peers only; metadata-endpoint peers and those ports.
+    assert "(has(r.to) && size(r.to) > 0) || !has(r.ports) ? 0 : size(r.ports)" in entries["allow-all-egress"]
+    assert "size(r.to)" in entries["metadata-endpoint"] and "? 0 : size(r.ports)" in entries["metadata-endpoint"]
+    assert ("more than 8192 rules, peers in one direction" in
+            found["netpol-guard-broad-cidr"]["spec"]["validations"][0]["message"])
+
+
+def test_long_lists_are_walked_in_chunks_and_short_ones_in_one_go() -> None:
+    text = every("L", "p", lambda p: f"f({p})")
+    assert text.startswith(f"(size(L) <= {CHUNK} ? L.all(p, f(p)) : variables.upto[(size(L) + {CHUNK - 1}) / {CHUNK}]")
+    assert f"f(L[pC * {CHUNK} + pJ])" in text  # used once: written out, no binding list
+    bound = every("L", "p", lambda p: f"f({p}) && g({p}) && h({p})")
+    assert f"[L[pC * {CHUNK} + pJ]].all(p, f(p) && g(p) && h(p))" in bound  # used three times: bound once
+    assert total("L", "p", lambda p: f"n({p})").endswith(".sum()).sum())")
+    upto = yaml.safe_load(UPTO)
+    assert len(upto) == CHUNK + 1 and all(upto[m] == list(range(m)) for m in range(CHUNK + 1))
+    assert CHUNK * CHUNK >= MAX_ENTRIES
+
+
+def test_only_the_first_entries_below_a_peer_are_read() -> None:
+    found = policies()
+    any_namespace = expressions(found["netpol-guard-any-namespace"])
+    assert f"size(p.namespaceSelector.matchExpressions) <= {FIRST} ? " in any_namespace
+    assert f"{list(range(FIRST))}.all(i, " in any_namespace
+    broad = expressions(found["netpol-guard-broad-cidr"])
+    assert "cidr(p.ipBlock.except[0]).prefixLength()" in broad  # the first except only
+    metadata = expressions(found["netpol-guard-metadata-endpoint"])
+    assert f"{list(range(FIRST))}.exists(i, cidr(p.ipBlock.except[i]).containsIP(variables.metadata0))" in metadata
+    # One validation per metadata address, each naming it.
+    messages = [v["message"] for v in found["netpol-guard-metadata-endpoint"]["spec"]["validations"]]
+    for address in ("169.254.169.254", "fd00:ec2::254", "100.100.100.200"):
+        assert sum(f"the cloud metadata endpoint {address};" in m for m in messages) == 1
