@@ -7,7 +7,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test install binaries crds chromium helm lint unit service browser e2e bench clean vap
+.PHONY: demo test install binaries crds chromium helm vapcost lint unit service browser e2e bench clean vap
 
 # The virtualenv is rebuilt when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -34,6 +34,11 @@ crds: $(STAMP)
 helm: $(STAMP)
 	$(BIN)/python tests/tools/build_helm.py
 
+# vapcost, the API server's admission CEL (k8s.io/apiserver) printing what each VAP validation costs, for
+# tests/manifests/test_vap_cost.py and `make bench` (built from its Go module; a minute or two cold).
+vapcost: $(STAMP)
+	$(BIN)/python tests/tools/build_vapcost.py
+
 # Main job: a real local control plane + netpol-guard, replaying deny / fix / allow / audit with kubectl.
 # `make demo DEMO_ARGS=--keep` leaves it running and prints the KUBECONFIG export.
 demo: binaries
@@ -52,9 +57,9 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 	$(BIN)/hadolint Dockerfile
 
-# All tests: unit, service (real uvicorn over TLS), browser (headless Chromium), chart (helm lint/template),
-# e2e (real kube-apiserver + etcd + kubectl).
-test: lint binaries crds chromium helm
+# All tests: unit, service (real uvicorn over TLS), browser (headless Chromium), manifests (kubectl kustomize,
+# helm lint/template, VAP costs), e2e (real kube-apiserver + etcd + kubectl).
+test: lint binaries crds chromium helm vapcost
 	$(BIN)/python -m pytest
 
 unit: $(STAMP)
@@ -71,7 +76,7 @@ e2e: binaries crds
 
 # Benchmarks print numbers; they are not tests. Engine, service over TLS, overload (3 MB review storm),
 # per-API-call latency through kube-apiserver, background audit, kubectl apply latency, generation.
-bench: binaries
+bench: binaries vapcost
 	$(BIN)/python -m tests.bench.bench_engine
 	$(BIN)/python -m tests.bench.bench_sources
 	$(BIN)/python -m tests.bench.bench_service
@@ -80,6 +85,7 @@ bench: binaries
 	$(BIN)/python -m tests.bench.bench_reports
 	$(BIN)/python tests/bench/bench_apply.py
 	$(BIN)/python tests/bench/bench_generate.py
+	$(BIN)/python -m tests.bench.bench_vap
 
 # The kustomize component manifests/components/vap and the chart's copy (vap.enabled), rendered from the default
 # config (tests check both are current).
