@@ -16,8 +16,6 @@ see half a copy. Usage: ``python tests/e2e/crds.py`` prints the directories.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import os
 import pathlib
@@ -25,8 +23,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tools"))
+from cache import locked
 
 STAMP_NAME = ".complete"
 
@@ -62,17 +62,6 @@ def cache_root() -> pathlib.Path:
     return base / "netpol-guard" / "crds"
 
 
-@contextlib.contextmanager
-def _locked(target: pathlib.Path) -> Iterator[None]:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with open(target.parent / f".{target.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
 def _download(module: CrdModule) -> pathlib.Path:
     go = shutil.which("go")
     if go is None:
@@ -99,7 +88,7 @@ def ensure_crds(module: CrdModule) -> pathlib.Path:
     stamp = target / STAMP_NAME
     if stamp.exists():
         return target
-    with _locked(target):
+    with locked(target):
         if stamp.exists():
             return target
         source = _download(module)

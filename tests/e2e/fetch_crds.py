@@ -25,8 +25,6 @@ Run: ``python tests/e2e/fetch_crds.py [--print-dir]``.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -36,7 +34,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tools"))
+from cache import locked
 
 # (module, version, files inside the module): the CRDs as their project publishes them.
 PINS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
@@ -87,17 +87,6 @@ def _complete(directory: pathlib.Path, key: str) -> bool:
     return all(path.is_file() for path in crd_files(directory).values())
 
 
-@contextlib.contextmanager
-def _locked(directory: pathlib.Path) -> Iterator[None]:
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    with open(directory.parent / f".{directory.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
 def _download(module: str, version: str) -> pathlib.Path:
     go = shutil.which("go")
     if go is None:
@@ -124,7 +113,7 @@ def ensure_crds(*, quiet: bool = False) -> pathlib.Path:
         if not quiet:
             _log(f"CRDs up to date (key {key}): {directory}")
         return directory
-    with _locked(directory):
+    with locked(directory):
         if _complete(directory, key):
             return directory
         start = time.monotonic()

@@ -9,8 +9,6 @@ where ``<key>`` hashes go.mod, go.sum, the module's own .go files, the link flag
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import os
 import pathlib
@@ -19,8 +17,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from cache import locked
 
 STAMP_NAME = ".build-complete"
 
@@ -77,16 +77,6 @@ class GoTool:
         except OSError:
             return False
 
-    @contextlib.contextmanager
-    def _locked(self, directory: pathlib.Path) -> Iterator[None]:
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        with open(directory.parent / f".{directory.name}.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
-
     def _build(self, go: str, key: str, directory: pathlib.Path) -> None:
         for stale in directory.parent.glob(f".{directory.name}.tmp-*"):
             shutil.rmtree(stale, ignore_errors=True)
@@ -127,7 +117,7 @@ class GoTool:
         key = self.cache_key(version)
         directory = self.cache_dir(key)
         if not self._complete(directory, key):
-            with self._locked(directory):
+            with locked(directory):
                 if not self._complete(directory, key):  # another process may have finished meanwhile
                     self._build(go, key, directory)
         return directory / self.name
