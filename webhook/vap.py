@@ -340,11 +340,12 @@ def _units(bits: int, min_prefix: int) -> tuple[list[int], list[int], list[bool]
     cannot overflow int64: IPv4 is exact (s = 0); an IPv6 block smaller than a unit counts as one unit
     (rounded up: stricter), an except smaller than a unit as none (rounded down: stricter). A block more
     than 2^41 units wide is over the limit whatever its excepts take away (an except is at most half of
-    its block), so it counts as 2^41 and subtracts nothing. Only the largest except is subtracted:
-    excepts may overlap each other, and subtracting more than is really removed would be looser.
+    its block), so it counts as 2^41 and subtracts nothing. One except is subtracted, the block's first:
+    excepts may overlap each other, so subtracting more than one could take away more than is really
+    removed (looser), and finding the largest would walk a list the size guard does not count.
 
     Returns, by prefix length, the units of a block, the units of an except and whether a block
-    subtracts its largest except; and the limit in units.
+    subtracts its except; and the limit in units.
     """
     t = bits - min_prefix
     s = max(0, t - _UNIT_BITS)
