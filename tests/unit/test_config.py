@@ -109,3 +109,13 @@ def test_metadata_endpoint_settings() -> None:
     assert "rules.metadata-endpoint.addresses" in str(caught.value)
     with pytest.raises(ConfigError):
         config_from_data({"rules": {"metadata-endpoint": {"ports": [{"port": "http"}]}}})
+
+
+def test_metadata_addresses_are_read_as_ipblocks_are() -> None:
+    """An IPv4-mapped address is the IPv4 address it maps (as the engine reads mapped ipBlocks, and as the
+    VAP's CEL ip() needs); a zone names an interface, which no CIDR holds."""
+    mapped = config_from_data({"rules": {"metadata-endpoint": {"addresses": ["::ffff:169.254.169.254", "fd00::1"]}}})
+    assert mapped.rules.metadata_endpoint.addresses == ["169.254.169.254", "fd00::1"]
+    with pytest.raises(ConfigError) as caught:
+        config_from_data({"rules": {"metadata-endpoint": {"addresses": ["fe80::1%eth0"]}}})
+    assert "rules.metadata-endpoint.addresses" in str(caught.value) and "has a zone (%eth0)" in str(caught.value)

@@ -178,12 +178,20 @@ class MetadataEndpointSettings(RuleSettings):
     @field_validator("addresses")
     @classmethod
     def _addresses(cls, values: list[str]) -> list[str]:
+        """IP addresses; an IPv4-mapped IPv6 one (::ffff:a.b.c.d) is the IPv4 address it maps, as ipBlocks
+        are read; a zone (fe80::1%eth0) names a host's interface, which no CIDR can hold."""
+        found = []
         for value in values:
             try:
-                ipaddress.ip_address(value)
+                address = ipaddress.ip_address(value)
             except ValueError:
                 raise ValueError(f"{value!r} is not an IP address") from None
-        return values
+            if isinstance(address, ipaddress.IPv6Address) and address.scope_id is not None:
+                raise ValueError(f"{value!r} has a zone (%{address.scope_id}); write the address alone")
+            if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+                value = str(address.ipv4_mapped)
+            found.append(value)
+        return found
 
     @field_validator("ports")
     @classmethod
