@@ -45,12 +45,17 @@ METADATA = ("169.254.169.254", "169.254.170.2", "169.254.170.23", "fd00:ec2::254
             "100.100.100.200")
 # A second config, to see parameters baked in: open ingress ports, other prefixes, fewer ports.
 TUNED: dict[str, Any] = {"rules": {
-    "allow-all-ingress": {"openPorts": [{"port": 80, "endPort": 90}, {"port": 91}, {"port": "http"}]},
+    # Three or more separate ranges a protocol: the VAP finds a port's range by binary search.
+    "allow-all-ingress": {"openPorts": [{"port": 80, "endPort": 90}, {"port": 91}, {"port": "http"},
+                                        {"port": 100, "endPort": 110}, {"port": 443}, {"port": 1000, "endPort": 1023},
+                                        {"port": 8080}, {"port": 53, "protocol": "UDP"}]},
     "allow-all-egress": {"openPorts": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"},
                                        {"port": 443}]},
     "broad-cidr": {"minPrefixV4": 16, "minPrefixV6": 64},
     "port-range": {"maxPorts": 100},
-    "metadata-endpoint": {"ports": [{"port": 80}, {"port": 8000, "endPort": 8100, "protocol": "UDP"}]},
+    "metadata-endpoint": {"ports": [{"port": 80}, {"port": 8000, "endPort": 8100, "protocol": "UDP"},
+                                    {"port": 85}, {"port": 500, "endPort": 510}, {"port": 8080},
+                                    {"port": 9000, "protocol": "UDP"}, {"port": 70, "protocol": "UDP"}]},
 }}
 
 

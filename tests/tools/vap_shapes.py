@@ -37,6 +37,15 @@ def ipv6_metadata_block(index: int) -> Obj:
         "fd00:ec2::254/128", "fd00:ec2::23/128", f"fd00:ec2::{index % 200 + 1000:x}/128", "fd00:ec2::8000/113"]}}
 
 
+def long_ipv6_metadata_block(index: int) -> Obj:
+    """IPv6 written out in full (the API server takes it, with a warning): the longest strings to parse, and
+    both IPv6 metadata addresses excepted only by the third except, so every except is read."""
+    def full(low: int, prefix: int) -> str:
+        return f"fd00:0ec2:0000:0000:0000:0000:0000:{low:04x}/{prefix}"
+    return {"ipBlock": {"cidr": full(0, 112), "except": [full(0x8000, 113), full(0x4000, 114), full(0, 118),
+                                                         full(0x1000 + index % 256, 128)]}}
+
+
 def name_only_selector(index: int) -> Obj:
     """FIRST name-only expressions (read in full), more after them, and pod labels: not every pod."""
     expressions = [{"key": NAME_LABEL, "operator": "NotIn", "values": [f"ns-{index}-{k}"]} for k in range(FIRST)]
@@ -91,6 +100,7 @@ def _open_ports(name: str, namespace: str) -> Obj:
 SHAPES: dict[str, Callable[[str, str], Obj]] = {
     "metadata-blocks-in-one-rule": _one_rule(metadata_block),
     "ipv6-metadata-blocks-in-one-rule": _one_rule(ipv6_metadata_block),
+    "long-ipv6-blocks-in-one-rule": _one_rule(long_ipv6_metadata_block),
     "name-selectors-in-one-rule": _one_rule(name_only_selector),
     "ports-in-one-rule": lambda name, namespace: netpol(
         name, namespace, [{"from": [{"podSelector": {}}], "ports": [port_range(i) for i in range(MAX_ENTRIES - 1)]}],

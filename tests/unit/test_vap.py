@@ -6,6 +6,7 @@ differential test); here: names, actions, modes, exemptions, baked parameters, t
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -24,7 +25,9 @@ from webhook.vap import (
     MAX_ENTRIES,
     STATELESS_RULES,
     UPTO,
+    _covered,
     _merged,
+    _overlaps,
     every,
     generate,
     selector_cel,
@@ -226,6 +229,23 @@ def test_cli_writes_yaml_and_mode_flag_wins(tmp_path: Path) -> None:
         ("Warn", "Audit")}
 
 
+def test_more_metadata_addresses_than_one_policy_can_walk_is_a_config_error(tmp_path: Path) -> None:
+    nine = [f"192.0.2.{k}" for k in range(1, 10)]
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({"rules": {"metadata-endpoint": {"addresses": nine}}}))
+    proc = run("--config", str(path))
+    assert proc.returncode == 2
+    assert "rules.metadata-endpoint.addresses: 9 addresses; the ValidatingAdmissionPolicy judges at most 8" \
+        in proc.stderr
+    assert "Traceback" not in proc.stderr
+    # Off, the rule needs no policy; eight fit.
+    path.write_text(yaml.safe_dump({"rules": {"metadata-endpoint": {"addresses": nine, "action": "off"}}}))
+    assert run("--config", str(path)).returncode == 0
+    assert len([v for v in policies({"rules": {"metadata-endpoint": {"addresses": nine[:8]}}})[
+        "netpol-guard-metadata-endpoint"]["spec"]["validations"] if "cloud metadata endpoint 192.0.2." in v[
+        "message"]]) == 8
+
+
 def test_cli_bad_config_exits_2_naming_the_field(tmp_path: Path) -> None:
     config = tmp_path / "config.yaml"
     config.write_text("rules:\n  port-range:\n    maxPorts: 0\n")
@@ -256,7 +276,7 @@ def test_each_guard_counts_what_its_policy_walks() -> None:
     # allow-all walks the ports of rules without peers only; metadata-endpoint peers and those ports.
     assert "(has(r.to) && size(r.to) > 0) || !has(r.ports) ? 0 : size(r.ports)" in entries["allow-all-egress"]
     assert "size(r.to)" in entries["metadata-endpoint"] and "? 0 : size(r.ports)" in entries["metadata-endpoint"]
-    assert ("more than 8192 rules, peers in one direction" in
+    assert (f"more than {MAX_ENTRIES} rules, peers in one direction" in
             found["netpol-guard-broad-cidr"]["spec"]["validations"][0]["message"])
 
 
@@ -285,3 +305,77 @@ def test_only_the_first_entries_below_a_peer_are_read() -> None:
     messages = [v["message"] for v in found["netpol-guard-metadata-endpoint"]["spec"]["validations"]]
     for address in ("169.254.169.254", "fd00:ec2::254", "100.100.100.200"):
         assert sum(f"the cloud metadata endpoint {address};" in m for m in messages) == 1
+
+
+def _evaluate(expression: str, values: dict[str, int]) -> bool:
+    """The ternary/boolean/comparison CEL that _covered and _overlaps write, evaluated (a tiny parser)."""
+    tokens = re.findall(r"\d+|[A-Za-z_]+|<=|>=|&&|\|\||[<>?:()]", expression)
+    position = 0
+
+    def take() -> str:
+        nonlocal position
+        position += 1
+        return tokens[position - 1]
+
+    def peek() -> str | None:
+        return tokens[position] if position < len(tokens) else None
+
+    def ternary() -> object:
+        condition = disjunction()
+        if peek() != "?":
+            return condition
+        take()
+        yes = ternary()
+        assert take() == ":"
+        no = ternary()
+        return yes if condition else no
+
+    def disjunction() -> object:
+        value = conjunction()
+        while peek() == "||":
+            take()
+            right = conjunction()
+            value = bool(value) or bool(right)
+        return value
+
+    def conjunction() -> object:
+        value = comparison()
+        while peek() == "&&":
+            take()
+            right = comparison()
+            value = bool(value) and bool(right)
+        return value
+
+    def comparison() -> object:
+        left = atom()
+        if peek() in ("<=", ">=", "<", ">"):
+            operator, right = take(), atom()
+            assert isinstance(left, int) and isinstance(right, int)
+            return {"<=": left <= right, ">=": left >= right, "<": left < right, ">": left > right}[operator]
+        return left
+
+    def atom() -> object:
+        token = take()
+        if token == "(":
+            value = ternary()
+            assert take() == ")"
+            return value
+        return int(token) if token.isdigit() else values[token]
+
+    result = ternary()
+    assert position == len(tokens)
+    return bool(result)
+
+
+range_lists = st.lists(st.tuples(st.integers(1, 300), st.integers(0, 12)), min_size=1, max_size=12).map(
+    lambda pairs: _merged([OpenPort(port=low, endPort=low + width if width else None) for low, width in pairs],
+                          "TCP")[0])
+
+
+@given(range_lists, st.integers(1, 320), st.integers(0, 20))
+def test_binary_searches_over_port_ranges_agree_with_a_walk(ranges: list[tuple[int, int]], low: int,
+                                                              width: int) -> None:
+    high = low + width
+    values = {"L": low, "H": high}
+    assert _evaluate(_covered("L", "H", ranges), values) == any(a <= low and high <= b for a, b in ranges)
+    assert _evaluate(_overlaps("L", "H", ranges), values) == any(low <= b and a <= high for a, b in ranges)
