@@ -185,7 +185,7 @@ def test_a_policy_with_many_rules_at_the_size_guard_is_evaluated_to_the_end(clus
             "metadata endpoint 169.254.169.254") in message, message
 
 
-# The costliest shapes at the guard that fit the API server's 3 MiB request limit (the others, up to 8 MB, never
+# The costliest shapes at the guard that fit the API server's 3 MiB request limit (the others, up to 5 MB, never
 # reach admission: tests/manifests/test_vap_cost.py measures them all).
 SENDABLE = sorted(name for name, build in SHAPES.items() if len(json.dumps(build(name, NS))) <= 3 * 1024 * 1024)
 
