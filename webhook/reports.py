@@ -341,7 +341,7 @@ class ReportWriter:
                     result.errors.append(f"delete {self.kind} {namespace}/{REPORT_NAME}: {_short(error)}")
         if not allowed():
             return False
-        self._put("", reports.cluster, self._existing_cluster(), result)
+        self._put("", reports.cluster, self._read(""), result)
         return True
 
     def delete_all(self) -> int:
@@ -353,7 +353,7 @@ class ReportWriter:
                 self.api.delete_namespaced_custom_object(self.group, self.version, namespace, self.plural,
                                                          REPORT_NAME, _request_timeout=WRITE_TIMEOUT)
                 removed += 1
-            if self._existing_cluster() is not None:
+            if self._read("") is not None:
                 self.api.delete_cluster_custom_object(self.group, self.version, self.cluster_plural, REPORT_NAME,
                                                       _request_timeout=WRITE_TIMEOUT)
                 removed += 1
@@ -371,17 +371,6 @@ class ReportWriter:
             if metadata.get("name") == REPORT_NAME and metadata.get("namespace"):
                 found[metadata["namespace"]] = metadata
         return found
-
-    def _existing_cluster(self) -> Mapping[str, Any] | None:
-        try:
-            item: Any = self.api.get_cluster_custom_object(self.group, self.version, self.cluster_plural, REPORT_NAME,
-                                                      _request_timeout=WRITE_TIMEOUT)
-        except Exception as error:
-            if getattr(error, "status", None) == 404:
-                return None
-            raise
-        metadata: Mapping[str, Any] = item.get("metadata") or {}
-        return metadata
 
     def _put(self, namespace: str, report: dict[str, Any], current: Mapping[str, Any] | None,
              result: PassResult) -> None:
