@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from webhook.core.errors import ObjectError
-from webhook.core.objects import mapping_at, required_name
+from webhook.core.objects import mapping_at, namespace_of, required_name
 from webhook.core.selectors import LabelSelector, parse_selector
 
 Direction = Literal["Ingress", "Egress"]
@@ -139,9 +139,7 @@ def parse_network_policy(obj: Mapping[str, Any], default_namespace: str = "defau
     """Read a NetworkPolicy manifest; raises ObjectError naming the bad field."""
     metadata = mapping_at(obj.get("metadata"), "metadata")
     name = required_name(metadata)
-    namespace = metadata.get("namespace") or default_namespace
-    if not isinstance(namespace, str):
-        raise ObjectError("metadata.namespace", "must be a string")
+    namespace = namespace_of(obj, default_namespace)
     spec = mapping_at(obj.get("spec"), "spec")
     pod_selector = parse_selector(spec.get("podSelector"), "spec.podSelector")
     ingress = _parse_rules(spec.get("ingress"), "Ingress")

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from webhook.core.errors import ObjectError
 from webhook.core.netpol import DIRECTIONS, Direction
-from webhook.core.objects import mapping_at, required_name
+from webhook.core.objects import mapping_at, namespace_of, required_name
 from webhook.core.sources.base import Opener, Precedence, SourcePolicy, Tri, Unit
 from webhook.core.sources.calico_selector import Selector, parse_field
 
@@ -108,12 +108,7 @@ def parse_calico_policy(obj: Mapping[str, Any], default_namespace: str = "defaul
     kind = obj.get("kind")
     metadata = mapping_at(obj.get("metadata"), "metadata")
     name = required_name(metadata)
-    namespace = ""
-    if kind == "NetworkPolicy":
-        raw_namespace = metadata.get("namespace") or default_namespace
-        if not isinstance(raw_namespace, str):
-            raise ObjectError("metadata.namespace", "must be a string")
-        namespace = raw_namespace
+    namespace = namespace_of(obj, default_namespace) if kind == "NetworkPolicy" else ""
     spec = mapping_at(obj.get("spec"), "spec")
     subject = CalicoSubject(
         namespace=namespace,

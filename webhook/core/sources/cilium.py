@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from webhook.core.errors import ObjectError
 from webhook.core.netpol import DIRECTIONS, Direction
-from webhook.core.objects import mapping_at, required_name
+from webhook.core.objects import mapping_at, namespace_of, required_name
 from webhook.core.selectors import LabelSelector, parse_selector
 from webhook.core.sources.base import Opener, Precedence, SourcePolicy, Tri, Unit, tri_match
 
@@ -76,12 +76,7 @@ def parse_cilium_policy(obj: Mapping[str, Any], default_namespace: str = "defaul
     kind = str(obj.get("kind"))
     metadata = mapping_at(obj.get("metadata"), "metadata")
     name = required_name(metadata)
-    namespace = ""
-    if kind == "CiliumNetworkPolicy":
-        raw_namespace = metadata.get("namespace") or default_namespace
-        if not isinstance(raw_namespace, str):
-            raise ObjectError("metadata.namespace", "must be a string")
-        namespace = raw_namespace
+    namespace = namespace_of(obj, default_namespace) if kind == "CiliumNetworkPolicy" else ""
     raw_spec, raw_specs = obj.get("spec"), obj.get("specs")
     rules: list[tuple[str, Mapping[str, Any]]] = []
     if raw_spec is not None:
