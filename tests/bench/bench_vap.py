@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.tools.build_vapcost import measure
-from tests.tools.vap_shapes import SHAPES, netpol, over_the_guard
+from tests.tools.vap_shapes import SHAPES, over_the_guard, realistic
 from webhook.core.config import config_from_data
 from webhook.vap import PER_CALL_LIMIT, POLICY_BUDGET, generate
 
@@ -34,17 +34,9 @@ NAMESPACE = "bench-vap"
 REQUEST_LIMIT = 3 * 1024 * 1024
 
 
-def realistic(name: str) -> dict[str, Any]:
-    """1,950 rules a direction of one /32 peer and two ports (5,850 of the guard's 6,000 rules plus ports)."""
-    def rule(key: str, r: int) -> dict[str, Any]:
-        return {key: [{"ipBlock": {"cidr": f"10.{r // 65536}.{r // 256 % 256}.{r % 256}/32"}}],
-                "ports": [{"port": 1000 + r % 50000}, {"port": 53, "protocol": "UDP"}]}
-    return netpol(name, NAMESPACE, [rule("from", r) for r in range(1950)], [rule("to", r) for r in range(1950)])
-
-
 def objects() -> dict[str, dict[str, Any]]:
     found = {name: build(name, NAMESPACE) for name, build in SHAPES.items()}
-    found["realistic-1950-rules"] = realistic("realistic-1950-rules")
+    found["realistic-1950-rules"] = realistic("realistic-1950-rules", NAMESPACE)
     found["one-over-the-guard"] = over_the_guard("one-over-the-guard", NAMESPACE)
     return found
 

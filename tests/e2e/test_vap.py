@@ -19,7 +19,7 @@ import yaml
 from controlplane import ControlPlane
 from vap_support import Api, ensure_namespace, installed_vaps, remove, render_cli, render_component, resource_path
 
-from tests.tools.vap_shapes import SHAPES, over_the_guard
+from tests.tools.vap_shapes import SHAPES, over_the_guard, realistic
 
 pytestmark = pytest.mark.e2e
 
@@ -154,30 +154,18 @@ def test_exempt_namespace_and_deleting_objects_pass(cluster: ControlPlane, enfor
     assert system.returncode == 0, system.stderr
 
 
-def many_rules(name: str, rules: int, last_peer: dict[str, Any] | None = None) -> dict[str, Any]:
-    """`rules` rules in each direction of one /32 peer and two ports: allowed by every rule."""
-    def rule(key: str, r: int) -> dict[str, Any]:
-        return {key: [{"ipBlock": {"cidr": f"10.{r // 65536}.{r // 256 % 256}.{r % 256}/32"}}],
-                "ports": [{"port": 1000 + r % 50000}, {"port": 53, "protocol": "UDP"}]}
-    egress = [rule("to", r) for r in range(rules)]
-    if last_peer is not None:
-        egress[-1]["to"].append(last_peer)
-    return netpol(name, policyTypes=["Ingress", "Egress"], ingress=[rule("from", r) for r in range(rules)],
-                  egress=egress)
-
-
 def test_a_policy_with_many_rules_at_the_size_guard_is_evaluated_to_the_end(cluster: ControlPlane,
                                                                               enforced: None) -> None:
     """1,950 rules a direction (rules plus ports: 5,850 of the guard's 6,000), about 0.4 MB, created for real:
     allowed by every rule; the same with one metadata peer in the very last rule is refused by that rule."""
     api = Api(cluster)
-    clean = many_rules("guard-clean", 1950)
+    clean = realistic("guard-clean", NS)
     body = json.dumps(clean).encode()
     assert len(body) > 400_000
     status, text, warnings = api.create(resource_path(clean), body, dry_run=False)
     assert status == 201, text[:2000]
     assert warnings == []
-    bad = many_rules("guard-bad", 1950, last_peer={"ipBlock": {"cidr": "169.254.169.254/32"}})
+    bad = realistic("guard-bad", NS, last_peer={"ipBlock": {"cidr": "169.254.169.254/32"}})
     status, text, _ = api.create(resource_path(bad), json.dumps(bad).encode(), dry_run=False)
     assert status == 403, text[:2000]
     message = json.loads(text)["message"]

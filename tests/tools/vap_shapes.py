@@ -112,6 +112,21 @@ SHAPES: dict[str, Callable[[str, str], Obj]] = {
 }
 
 
+REALISTIC_RULES = 1950  # a direction's rules plus ports: 5,850 of the guard's 6,000
+
+
+def realistic(name: str, namespace: str, rules: int = REALISTIC_RULES, last_peer: Obj | None = None) -> Obj:
+    """A realistic policy at the guard: `rules` rules a direction, each of one /32 peer and two ports, allowed
+    by every rule; `last_peer` is added to the very last egress rule."""
+    def rule(key: str, r: int) -> Obj:
+        return {key: [{"ipBlock": {"cidr": f"10.{r // 65536}.{r // 256 % 256}.{r % 256}/32"}}],
+                "ports": [{"port": 1000 + r % 50000}, {"port": 53, "protocol": "UDP"}]}
+    egress = [rule("to", r) for r in range(rules)]
+    if last_peer is not None:
+        egress[-1]["to"].append(last_peer)
+    return netpol(name, namespace, [rule("from", r) for r in range(rules)], egress)
+
+
 def over_the_guard(name: str, namespace: str) -> Obj:
     """One entry more than the guard counts for rules and peers, in the egress direction only."""
     return netpol(name, namespace, [], [{"to": [{"ipBlock": {"cidr": f"10.{i // 65536}.{i // 256 % 256}.{i % 256}/32"}}
