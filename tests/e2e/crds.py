@@ -26,7 +26,7 @@ import tempfile
 from dataclasses import dataclass
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tools"))
-from cache import locked
+from cache import fill
 
 STAMP_NAME = ".complete"
 
@@ -85,25 +85,13 @@ def _download(module: CrdModule) -> pathlib.Path:
 def ensure_crds(module: CrdModule) -> pathlib.Path:
     """The directory holding the module's CRD files (fetched once, then cached)."""
     target = cache_root() / f"{module.path.replace('/', '_')}@{module.version}"
-    stamp = target / STAMP_NAME
-    if stamp.exists():
-        return target
-    with locked(target):
-        if stamp.exists():
-            return target
+
+    def build(tmp: pathlib.Path) -> str:
         source = _download(module)
-        tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-        tmp.chmod(0o755)
-        try:
-            for name in module.files:
-                shutil.copyfile(source / name, tmp / pathlib.Path(name).name)
-            (tmp / STAMP_NAME).write_text(f"{module.path}@{module.version} {module.sum}\n")
-            if target.exists():
-                shutil.rmtree(target)
-            tmp.rename(target)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
+        for name in module.files:
+            shutil.copyfile(source / name, tmp / pathlib.Path(name).name)
+        return f"{module.path}@{module.version} {module.sum}\n"
+    fill(target, STAMP_NAME, lambda d: (d / STAMP_NAME).exists(), build)
     return target
 
 

@@ -36,7 +36,7 @@ import tempfile
 import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tools"))
-from cache import locked
+from cache import fill
 
 # (module, version, files inside the module): the CRDs as their project publishes them.
 PINS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
@@ -109,31 +109,21 @@ def ensure_crds(*, quiet: bool = False) -> pathlib.Path:
     """The directory holding the pinned CRD YAML files, fetching them first when needed."""
     key = cache_key()
     directory = cache_dir(key)
-    if _complete(directory, key):
-        if not quiet:
-            _log(f"CRDs up to date (key {key}): {directory}")
-        return directory
-    with locked(directory):
-        if _complete(directory, key):
-            return directory
-        start = time.monotonic()
-        tmp = directory.with_name(f"{directory.name}.tmp-{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        try:
-            for module, version, files in PINS:
-                module_dir = _download(module, version)
-                for name in files:
-                    source = module_dir / name
-                    if not source.is_file():
-                        raise FetchError(f"{module}@{version} has no {name}")
-                    shutil.copyfile(source, tmp / source.name)
-            (tmp / STAMP_NAME).write_text(key + "\n")
-            shutil.rmtree(directory, ignore_errors=True)
-            tmp.rename(directory)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+    start = time.monotonic()
+
+    def build(tmp: pathlib.Path) -> str:
+        for module, version, files in PINS:
+            module_dir = _download(module, version)
+            for name in files:
+                source = module_dir / name
+                if not source.is_file():
+                    raise FetchError(f"{module}@{version} has no {name}")
+                shutil.copyfile(source, tmp / source.name)
+        return key + "\n"
+    if fill(directory, STAMP_NAME, lambda d: _complete(d, key), build):
         _log(f"CRDs fetched in {time.monotonic() - start:.1f}s -> {directory}")
+    elif not quiet:
+        _log(f"CRDs up to date (key {key}): {directory}")
     return directory
 
 

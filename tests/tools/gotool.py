@@ -15,12 +15,11 @@ import pathlib
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from cache import locked
+from cache import fill
 
 STAMP_NAME = ".build-complete"
 
@@ -77,49 +76,39 @@ class GoTool:
         except OSError:
             return False
 
-    def _build(self, go: str, key: str, directory: pathlib.Path) -> None:
-        for stale in directory.parent.glob(f".{directory.name}.tmp-*"):
-            shutil.rmtree(stale, ignore_errors=True)
-        tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
+    def _build(self, go: str, directory: pathlib.Path, tmp: pathlib.Path) -> None:
+        """go mod download, then go build into `tmp`, with go's own temporary files kept there too."""
         log_path = directory.parent / f"{directory.name}.build.log"
-        start = time.monotonic()
-        self._log(f"building {self.name} from {self.module_dir / 'go.mod'} into {directory} (cold: minutes)")
-        try:
-            with open(log_path, "w") as log:
-                for command in ([go, "mod", "download"],
-                                [go, "build", "-trimpath", "-buildvcs=false", "-ldflags", self.ldflags,
-                                 "-o", str(tmp / self.name), self.package]):
-                    log.write(f"$ {' '.join(command)}\n")
-                    log.flush()
-                    proc = subprocess.run(command, cwd=self.module_dir, env={**_go_env(), "GOTMPDIR": str(tmp)},
-                                          stdout=log, stderr=subprocess.STDOUT, check=False)
-                    if proc.returncode != 0:
-                        tail = "\n".join(log_path.read_text().splitlines()[-15:])
-                        code = 2 if command[1] == "mod" else 3  # download failing means no module proxy
-                        raise BuildError(f"`{' '.join(command[:2])}` failed for {self.name} (log {log_path}):\n"
-                                         f"{tail}", code)
-            for leftover in tmp.iterdir():
-                if leftover.name != self.name:
-                    shutil.rmtree(leftover, ignore_errors=True)
-            tmp.chmod(0o755)
-            (tmp / STAMP_NAME).write_text(key + "\n")  # last: marks the build complete
-            if directory.exists():
-                shutil.rmtree(directory)
-            tmp.rename(directory)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
-        self._log(f"built {self.name} in {time.monotonic() - start:.0f}s -> {directory / self.name}")
+        with open(log_path, "w") as log:
+            for command in ([go, "mod", "download"],
+                            [go, "build", "-trimpath", "-buildvcs=false", "-ldflags", self.ldflags,
+                             "-o", str(tmp / self.name), self.package]):
+                log.write(f"$ {' '.join(command)}\n")
+                log.flush()
+                proc = subprocess.run(command, cwd=self.module_dir, env={**_go_env(), "GOTMPDIR": str(tmp)},
+                                      stdout=log, stderr=subprocess.STDOUT, check=False)
+                if proc.returncode != 0:
+                    tail = "\n".join(log_path.read_text().splitlines()[-15:])
+                    code = 2 if command[1] == "mod" else 3  # download failing means no module proxy
+                    raise BuildError(f"`{' '.join(command[:2])}` failed for {self.name} (log {log_path}):\n"
+                                     f"{tail}", code)
+        for leftover in tmp.iterdir():
+            if leftover.name != self.name:
+                shutil.rmtree(leftover, ignore_errors=True)
 
     def ensure(self) -> pathlib.Path:
         """The path of the binary, building it first when the cache is missing or stale."""
         go, version = self._go()
         key = self.cache_key(version)
         directory = self.cache_dir(key)
-        if not self._complete(directory, key):
-            with locked(directory):
-                if not self._complete(directory, key):  # another process may have finished meanwhile
-                    self._build(go, key, directory)
+        start = time.monotonic()
+
+        def build(tmp: pathlib.Path) -> str:
+            self._log(f"building {self.name} from {self.module_dir / 'go.mod'} into {directory} (cold: minutes)")
+            self._build(go, directory, tmp)
+            return key + "\n"
+        if fill(directory, STAMP_NAME, lambda d: self._complete(d, key), build):
+            self._log(f"built {self.name} in {time.monotonic() - start:.0f}s -> {directory / self.name}")
         return directory / self.name
 
     def main(self, description: str, argv: list[str] | None = None) -> int:
